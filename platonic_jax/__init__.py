@@ -19,7 +19,12 @@ from platonic_jax._knn_metrics import lcs_knn
 from platonic_jax._knn_metrics import lcs_knn_from_indices
 from platonic_jax._knn_metrics import mutual_knn
 from platonic_jax._knn_metrics import mutual_knn_from_indices
+from platonic_jax._layers import LayerGrid
+from platonic_jax._layers import ZooAlignment
+from platonic_jax._layers import layer_grid
+from platonic_jax._layers import zoo_alignment
 from platonic_jax._prepare import prepare_features
+from platonic_jax._rbf import median_sigma
 from platonic_jax._registry import MetricInfo
 from platonic_jax._registry import get_metric
 from platonic_jax._registry import measure
@@ -31,7 +36,9 @@ from platonic_jax._svcca import svcca_correlations
 __version__ = "0.1.0"
 
 __all__ = (
+    "LayerGrid",
     "MetricInfo",
+    "ZooAlignment",
     "cka",
     "cknna",
     "cknna_from_indices",
@@ -41,9 +48,11 @@ __all__ = (
     "edit_distance_knn_from_indices",
     "get_metric",
     "knn",
+    "layer_grid",
     "lcs_knn",
     "lcs_knn_from_indices",
     "measure",
+    "median_sigma",
     "metric_names",
     "mutual_knn",
     "mutual_knn_from_indices",
@@ -52,4 +61,5 @@ __all__ = (
     "svcca",
     "svcca_correlations",
     "unbiased_cka",
+    "zoo_alignment",
 )

@@ -8,12 +8,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
+from jax.sharding import Mesh
 from jaxtyping import Array, Float
 
-from platonic_jax import _hsic, _validation
+from platonic_jax import _hsic, _mesh, _rbf, _validation
 
 KERNELS = ("linear", "rbf")
-METHODS = ("auto", "features", "gram")
 DEFAULT_CHUNK_ROWS = 4096
 
 
@@ -41,18 +41,29 @@ def rbf_gram(x: jax.Array, sigma) -> jax.Array:
   return jnp.exp(-d2 / (2.0 * sigma * sigma))
 
 
-@functools.partial(jax.jit, static_argnames=("kernel", "unbiased", "method", "chunk_size"))
-def _cka(a, b, sigma, *, kernel: str, unbiased: bool, method: str, chunk_size: int):
+@functools.partial(jax.jit, static_argnames=("kernel", "unbiased", "method", "chunk_size",
+                                             "tile_size", "mesh", "axes"))
+def _cka(a, b, sigma_a, sigma_b, *, kernel: str, unbiased: bool, method: str, chunk_size: int,
+         tile_size, mesh, axes):
   n = a.shape[0]
-  if kernel == "linear" and method == "features":
-    stats = _hsic.chunked_linear_stats(a, b, _hsic.pilot_shift(a), _hsic.pilot_shift(b),
-                                       chunk_size)
+  if method == "features":
+    shift_a, shift_b = _hsic.pilot_shift(a), _hsic.pilot_shift(b)
+    if mesh is None:
+      stats = _hsic.chunked_linear_stats(a, b, shift_a, shift_b, chunk_size)
+    else:
+      stats = _hsic.sharded_linear_stats(a, b, shift_a, shift_b, chunk_size, mesh, axes)
     hsics = _hsic.hsic_from_stats(stats, n, unbiased)
+  elif method == "tiled":
+    if mesh is None:
+      hsics = _rbf.rbf_hsic_tiled(a, b, sigma_a, sigma_b, unbiased=unbiased, tile_size=tile_size)
+    else:
+      hsics = _rbf.rbf_hsic_sharded(a, b, sigma_a, sigma_b, unbiased=unbiased,
+                                    tile_size=tile_size, mesh=mesh, axes=axes)
   else:
     if kernel == "linear":
       k, l = linear_gram(a), linear_gram(b)
     else:
-      k, l = rbf_gram(a, sigma), rbf_gram(b, sigma)
+      k, l = rbf_gram(a, sigma_a), rbf_gram(b, sigma_b)
     hsic = _hsic.hsic_unbiased_gram if unbiased else _hsic.hsic_biased_gram
     hsics = hsic(k, l), hsic(k, k), hsic(l, l)
   # Exactly 0 for a constant representation, not the rounding residue of its zero HSIC.
@@ -60,15 +71,42 @@ def _cka(a, b, sigma, *, kernel: str, unbiased: bool, method: str, chunk_size: i
   return jnp.where(constant, 0.0, _hsic.cka_from_hsic(*hsics))
 
 
+def _resolve_method(kernel: str, method: str, n: int, da: int, db: int, sharded: bool) -> str:
+  valid = {"linear": ("auto", "features", "gram"), "rbf": ("auto", "tiled", "gram")}[kernel]
+  if method not in valid:
+    raise ValueError(f"`method` must be one of {list(valid)} for kernel={kernel!r}, got "
+                     f"{method!r}.")
+  if sharded:
+    if method == "gram":
+      raise ValueError("`method='gram'` cannot be sharded; use 'auto' with `mesh`.")
+    return "features" if kernel == "linear" else "tiled"
+  if method != "auto":
+    return method
+  return linear_method(n, da, db) if kernel == "linear" else "tiled"
+
+
+def _bandwidths(a, b, sigma):
+  if isinstance(sigma, str):
+    _validation.choice(sigma, ("median",), "sigma")
+    return _rbf.median_sigma(a), _rbf.median_sigma(b)
+  if isinstance(sigma, (int, float)) and not sigma > 0:
+    raise ValueError(f"`sigma` must be > 0 or 'median', got {sigma}.")
+  sigma = jnp.asarray(sigma, a.dtype)
+  return sigma, sigma
+
+
 def cka(
     a: Float[ArrayLike, "n da"],
     b: Float[ArrayLike, "n db"],
     kernel: str = "linear",
-    sigma: float = 1.0,
+    sigma: float | str = 1.0,
     unbiased: bool = False,
     *,
     method: str = "auto",
     chunk_size: int = DEFAULT_CHUNK_ROWS,
+    tile_size: int | None = None,
+    mesh: Mesh | None = None,
+    axis_name: str | tuple[str, ...] | None = None,
 ) -> Float[Array, ""]:
   """Centred kernel alignment HSIC(K,L) / (sqrt(HSIC(K,K) HSIC(L,L)) + 1e-6).
 
@@ -82,46 +120,53 @@ def cka(
     a: features `[N, Da]`.
     b: features `[N, Db]` of the same N samples.
     kernel: 'linear' or 'rbf' (static).
-    sigma: RBF bandwidth (> 0); ignored for 'linear'. May be traced.
+    sigma: RBF bandwidth: a number > 0 (may be traced), or 'median' for the
+      median heuristic computed separately for `a` and `b` (see
+      `median_sigma`). Ignored for 'linear'.
     unbiased: use the unbiased HSIC (needs N >= 4) (static).
-    method: linear kernel only: 'features' accumulates D x D statistics over
-      row chunks, 'gram' forms the N x N kernels, 'auto' picks the cheaper
-      (see `linear_method`). RBF always uses 'gram'.
+    method: linear: 'features' accumulates D x D statistics over row chunks,
+      'gram' forms the N x N kernels, 'auto' picks the cheaper (see
+      `linear_method`). rbf: 'tiled' (default via 'auto') reduces one
+      `[tile, tile]` block at a time, 'gram' forms the N x N kernels.
     chunk_size: rows per chunk for 'features' (static).
+    tile_size: rows per tile for rbf 'tiled' (static; default as `knn`).
+    mesh: shard rows over this mesh: linear statistics are `psum`-reduced,
+      RBF tiles travel around a device ring.
+    axis_name: mesh axis (or axes) for the rows; default all.
 
   Returns:
     float32 scalar; in [0, 1] for the biased estimator, [-1, 1] unbiased.
 
   Cost: linear 'features': O(N (Da + Db)^2) time, O((Da + Db)^2 + chunk D)
-  memory, no N x N matrix. 'gram' and RBF: O(N^2 (Da + Db)) time, O(N^2) memory.
-  Differentiable in `a`, `b` (and `sigma`).
+  memory, no N x N matrix. rbf 'tiled': O(N^2 (Da + Db)) time (about half by
+  symmetry on one device), O(tile^2 + N) memory. 'gram': O(N^2 (Da + Db))
+  time, O(N^2) memory. Differentiable in `a`, `b` (and a numeric `sigma`).
   """
   a, b = _validation.feature_pair(a, b)
   n = a.shape[0]
   _validation.choice(kernel, KERNELS, "kernel")
-  _validation.choice(method, METHODS, "method")
   _validation.min_samples(n, 4 if unbiased else 2,
                           "The unbiased HSIC estimator" if unbiased else "CKA")
-  if isinstance(sigma, (int, float)) and not sigma > 0:
-    raise ValueError(f"`sigma` must be > 0, got {sigma}.")
-  if not isinstance(chunk_size, int) or chunk_size < 1:
-    raise ValueError(f"`chunk_size` must be a positive int, got {chunk_size!r}.")
-  if kernel == "rbf":
-    method = "gram"
-  elif method == "auto":
-    method = linear_method(n, a.shape[1], b.shape[1])
-  return _cka(a, b, jnp.asarray(sigma, a.dtype), kernel=kernel, unbiased=bool(unbiased),
-              method=method, chunk_size=chunk_size)
+  _validation.positive_int(chunk_size, "chunk_size")
+  axes = None if mesh is None else _mesh.row_axes(mesh, axis_name)
+  method = _resolve_method(kernel, method, n, a.shape[1], b.shape[1], mesh is not None)
+  sigma_a, sigma_b = _bandwidths(a, b, sigma) if kernel == "rbf" else (1.0, 1.0)
+  return _cka(a, b, sigma_a, sigma_b, kernel=kernel, unbiased=bool(unbiased), method=method,
+              chunk_size=chunk_size, tile_size=tile_size, mesh=mesh, axes=axes)
 
 
 def unbiased_cka(
     a: Float[ArrayLike, "n da"],
     b: Float[ArrayLike, "n db"],
     kernel: str = "linear",
-    sigma: float = 1.0,
+    sigma: float | str = 1.0,
     *,
     method: str = "auto",
     chunk_size: int = DEFAULT_CHUNK_ROWS,
+    tile_size: int | None = None,
+    mesh: Mesh | None = None,
+    axis_name: str | tuple[str, ...] | None = None,
 ) -> Float[Array, ""]:
   """`cka(..., unbiased=True)`: CKA with the unbiased HSIC of Song et al. (N >= 4)."""
-  return cka(a, b, kernel, sigma, True, method=method, chunk_size=chunk_size)
+  return cka(a, b, kernel, sigma, True, method=method, chunk_size=chunk_size,
+             tile_size=tile_size, mesh=mesh, axis_name=axis_name)

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
+from jax.sharding import Mesh
 from jaxtyping import Array, Float, Int
 
 from platonic_jax import _hsic, _knn, _validation
@@ -30,44 +31,48 @@ def _chunked_map(f, xs, n):
   return lax.map(f, xs, batch_size=min(ROW_CHUNK, n))
 
 
-def _masked_hsic(x, y, nbr, keep, unbiased: bool):
-  """HSIC of A = M*(XX'), B = M*(YY') where row i of M is 1 at nbr[i, keep[i]].
+def _masked_hsic(nbr, keep, k_vals, l_vals, unbiased: bool):
+  """HSIC of A = M*K, B = M*L, where row i of M is 1 at the slots nbr[i, keep[i]].
 
-  O(N k (Dx + Dy + k)) time, O(N k + chunk k D) memory.
+  `k_vals[i, p]` = K[i, nbr[i, p]] and `l_vals[i, p]` = L[i, nbr[i, p]] (K, L
+  symmetric). O(N k^2) time, O(N k) memory.
   """
-  n = x.shape[0]
+  n = nbr.shape[0]
+  k_vals = jnp.where(keep, k_vals, 0.0)
+  l_vals = jnp.where(keep, l_vals, 0.0)
   support = jnp.where(keep, nbr, -1)
 
-  def per_row(args):
-    i, xi, yi, nbr_i, keep_i = args
-    k_vals = jnp.dot(x[nbr_i], xi, precision=lax.Precision.HIGHEST) * keep_i
-    l_vals = jnp.dot(y[nbr_i], yi, precision=lax.Precision.HIGHEST) * keep_i
-    mutual = jnp.any(support[nbr_i] == i, axis=-1) & keep_i  # i in S_j for j = nbr_i
-    return k_vals, l_vals, mutual
+  def transposed_slot(args):  # is i in S_j for j = nbr[i, p]?
+    i, nbr_i, keep_i = args
+    return jnp.any(support[nbr_i] == i, axis=-1) & keep_i
 
-  k_vals, l_vals, mutual = _chunked_map(
-      per_row, (jnp.arange(n, dtype=nbr.dtype), x, y, nbr, keep), n)
+  mutual = _chunked_map(transposed_slot, (jnp.arange(n, dtype=nbr.dtype), nbr, keep), n)
   trace_ab = jnp.sum(jnp.where(mutual, k_vals * l_vals, 0.0))
   sum_a, sum_b = k_vals.sum(), l_vals.sum()
   ab = jnp.sum(k_vals * l_vals.sum(axis=1)[nbr])  # 1' A B 1
   if unbiased:  # slots never hold i itself, so A~ = A
-    return _hsic._unbiased(trace_ab, sum_a, sum_b, ab, n)
+    return _hsic.unbiased_from_terms(trace_ab, sum_a, sum_b, ab, n)
   ba = jnp.sum(l_vals * k_vals.sum(axis=1)[nbr])
   return trace_ab - (ab + ba) / n + sum_a * sum_b / (n * n)
 
 
 @functools.partial(jax.jit, static_argnames=("unbiased",))
-def _cknna_from_neighbours(a, b, knn_a, knn_b, unbiased: bool):
-  n = a.shape[0]
-  all_kept = jnp.ones(knn_a.shape, bool)
-  in_both = _chunked_map(lambda r: jnp.any(r[0][:, None] == r[1][None, :], axis=-1),
-                         (knn_a, knn_b), n)
+def cknna_from_similarities(knn_a, sim_a, knn_b, sim_b, constant, unbiased: bool):
+  """CKNNA from neighbour lists and their similarities (`sim_a[i, p]` = a_i . a_knn_a[i, p])."""
+  n = knn_a.shape[0]
+
+  def match(args):  # position-wise: is knn_a[i, p] in knn_b[i], and b's similarity there
+    ka, kb, sb = args
+    same = ka[:, None] == kb[None, :]
+    return jnp.any(same, axis=-1), jnp.sum(jnp.where(same, sb[None, :], 0.0), axis=-1)
+
+  in_both, sim_b_at_a = _chunked_map(match, (knn_a, knn_b, sim_b), n)
+  everywhere = jnp.ones(knn_a.shape, bool)
   score = _hsic.cka_from_hsic(
-      _masked_hsic(a, b, knn_a, in_both, unbiased),
-      _masked_hsic(a, a, knn_a, all_kept, unbiased),
-      _masked_hsic(b, b, knn_b, all_kept, unbiased))
+      _masked_hsic(knn_a, in_both, sim_a, sim_b_at_a, unbiased),
+      _masked_hsic(knn_a, everywhere, sim_a, sim_a, unbiased),
+      _masked_hsic(knn_b, everywhere, sim_b, sim_b, unbiased))
   # A constant representation has only tie-broken neighbours: nothing to align.
-  constant = _validation.constant_over_samples(a) | _validation.constant_over_samples(b)
   return jnp.where(constant, 0.0, score)
 
 
@@ -76,16 +81,30 @@ def _with_self(x, values, index, k):
   n = x.shape[0]
   self_sim = jnp.sum(x * x, axis=1).astype(values.dtype)[:, None]
   self_idx = jnp.arange(n, dtype=index.dtype)[:, None]
-  return _knn.merge_any(values, index, self_sim, self_idx, k)[1]
+  return _knn.merge_any(values, index, self_sim, self_idx, k)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "unbiased", "precision", "tile_size"))
-def _cknna(a, b, k: int, unbiased: bool, precision: str, tile_size):
-  neighbours = []
+def _constant(a, b):
+  return _validation.constant_over_samples(a) | _validation.constant_over_samples(b)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "unbiased", "precision", "tile_size", "mesh",
+                                             "axes"))
+def _cknna(a, b, k: int, unbiased: bool, precision: str, tile_size, mesh, axes):
+  lists = []
   for x in (a, b):
-    values, index = _knn.knn_with_similarities(x, k, precision, "auto", tile_size)
-    neighbours.append(index if unbiased else _with_self(x, values, index, k))
-  return _cknna_from_neighbours(a, b, *neighbours, unbiased)
+    values, index = _knn.knn_with_similarities(x, k, precision, "auto", tile_size, mesh, axes)
+    lists.append((index, values) if unbiased else _with_self(x, values, index, k)[::-1])
+  return cknna_from_similarities(*lists[0], *lists[1], _constant(a, b), unbiased)
+
+
+@functools.partial(jax.jit, static_argnames=("unbiased",))
+def _cknna_from_indices(a, b, knn_a, knn_b, unbiased: bool):
+  def similarities(x, nbr):
+    return _chunked_map(
+        lambda r: jnp.dot(x[r[1]], r[0], precision=lax.Precision.HIGHEST), (x, nbr), x.shape[0])
+  return cknna_from_similarities(knn_a, similarities(a, knn_a), knn_b, similarities(b, knn_b),
+                                 _constant(a, b), unbiased)
 
 
 def cknna(
@@ -96,6 +115,8 @@ def cknna(
     unbiased: bool = True,
     precision: str = "highest",
     tile_size: int | None = None,
+    mesh: Mesh | None = None,
+    axis_name: str | tuple[str, ...] | None = None,
 ) -> Float[Array, ""]:
   """Centred kernel nearest-neighbour alignment (CKNNA) with linear kernels.
 
@@ -112,20 +133,24 @@ def cknna(
     b: features `[N, Db]` of the same N samples.
     k: neighbours per sample, 2 <= k <= N - 1 (static).
     unbiased: estimator choice, as above (static). Needs N >= 4 when set.
-    precision: similarity precision of the kNN step (see `knn`).
+    precision: similarity precision of the kNN step (see `knn`); the kernel
+      values K_ij, L_ij come from that step too.
     tile_size: Gram tile rows of the kNN step (see `knn`).
+    mesh: shard rows over this mesh; the kNN step runs as a device ring.
+    axis_name: mesh axis (or axes) for the rows; default all.
 
   Returns:
     float32 scalar. Not symmetric in (a, b) in general: M*K is not symmetric.
 
-  Cost: two tiled kNN, then O(N k (Da + Db + k)) time and O(N k) memory.
+  Cost: two tiled kNN, then O(N k^2) time and O(N k) memory: the masked
+  kernels are read off the neighbour lists and their similarities.
   """
   a, b = _validation.feature_pair(a, b)
   k = _validation.neighbour_count(k, a.shape[0], minimum=2)
   if unbiased:
     _validation.min_samples(a.shape[0], 4, "The unbiased HSIC estimator")
-  _validation.choice(precision, _knn.PRECISIONS, "precision")
-  return _cknna(a, b, k, bool(unbiased), precision, tile_size)
+  _, _, axes = _knn.check_knn_args(a, k, precision, mesh=mesh, axis_name=axis_name)
+  return _cknna(a, b, k, bool(unbiased), precision, tile_size, mesh, axes)
 
 
 def cknna_from_indices(
@@ -139,7 +164,8 @@ def cknna_from_indices(
   """CKNNA from cached neighbour lists (`knn(a, k)`, `knn(b, k)`; self excluded).
 
   Args mirror `cknna`; with `unbiased=False` the lists must be the top k
-  *including* the sample itself. Cost: O(N k (Da + Db + k)) time, O(N k) memory.
+  *including* the sample itself. The kernel values are recomputed in float32
+  from the features. Cost: O(N k (Da + Db + k)) time, O(N k + chunk k D) memory.
   """
   a, b = _validation.feature_pair(a, b)
   knn_a, knn_b = jnp.asarray(knn_a), jnp.asarray(knn_b)
@@ -150,5 +176,5 @@ def cknna_from_indices(
   _validation.neighbour_count(knn_a.shape[1], a.shape[0], minimum=2)
   if unbiased:
     _validation.min_samples(a.shape[0], 4, "The unbiased HSIC estimator")
-  return _cknna_from_neighbours(a, b, knn_a.astype(jnp.int32), knn_b.astype(jnp.int32),
-                                bool(unbiased))
+  return _cknna_from_indices(a, b, knn_a.astype(jnp.int32), knn_b.astype(jnp.int32),
+                             bool(unbiased))

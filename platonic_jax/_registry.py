@@ -69,6 +69,21 @@ _REFERENCE_KEYWORDS = {"topk": "k", "kernel_metric": "kernel", "rbf_sigma": "sig
 _REFERENCE_KERNELS = {"ip": "linear"}
 
 
+def resolve_hyperparameters(info: MetricInfo, hyperparameters: Mapping[str, Any]) -> dict:
+  """The caller's keywords, checked against `info` (reference spellings mapped)."""
+  kwargs = {}
+  for key, value in hyperparameters.items():
+    key = _REFERENCE_KEYWORDS.get(key, key)
+    if key == "kernel":
+      value = _REFERENCE_KERNELS.get(value, value)
+    if key not in info.hyperparameters:
+      raise ValueError(
+          f"metric {info.name!r} takes no hyper-parameter {key!r}; it accepts "
+          f"{sorted(info.hyperparameters) or 'none'}.")
+    kwargs[key] = value
+  return kwargs
+
+
 def measure(name: str, a, b, **hyperparameters):
   """Computes registered metric `name` on features `a: [N, Da]`, `b: [N, Db]`.
 
@@ -77,17 +92,7 @@ def measure(name: str, a, b, **hyperparameters):
   accepted too. Returns a scalar `jax.Array`.
   """
   info = get_metric(name)
-  kwargs = {}
-  for key, value in hyperparameters.items():
-    key = _REFERENCE_KEYWORDS.get(key, key)
-    if key == "kernel":
-      value = _REFERENCE_KERNELS.get(value, value)
-    if key not in info.hyperparameters:
-      raise ValueError(
-          f"metric {name!r} takes no hyper-parameter {key!r}; it accepts "
-          f"{sorted(info.hyperparameters) or 'none'}.")
-    kwargs[key] = value
-  return info.fn(a, b, **kwargs)
+  return info.fn(a, b, **resolve_hyperparameters(info, hyperparameters))
 
 
 def _unit(**_):
@@ -103,7 +108,10 @@ def _zero_to_k(k, **_):
 
 
 _KNN_COST = "two tiled kNN: ~N^2 (Da+Db)/2 MACs, O(N k + tile^2) memory; then "
-_KNN_HYPER = {"k": 10, "precision": "highest", "tile_size": None}
+_SHARDING = {"mesh": None, "axis_name": None}
+_KNN_HYPER = {"k": 10, "precision": "highest", "tile_size": None, **_SHARDING}
+_CKA_HYPER = {"kernel": "linear", "sigma": 1.0, "method": "auto",
+              "chunk_size": _cka.DEFAULT_CHUNK_ROWS, "tile_size": None, **_SHARDING}
 
 for _info in (
     MetricInfo("mutual_knn", _knn_metrics.mutual_knn, _KNN_HYPER, _unit, True, True, True,
@@ -114,21 +122,24 @@ for _info in (
                _KNN_COST + "O(N k^2)"),
     MetricInfo("edit_distance_knn", _knn_metrics.edit_distance_knn, _KNN_HYPER, _unit, True,
                True, True, _KNN_COST + "O(N k^2)"),
-    MetricInfo("cka", _cka.cka,
-               {"kernel": "linear", "sigma": 1.0, "unbiased": False, "method": "auto",
-                "chunk_size": _cka.DEFAULT_CHUNK_ROWS},
+    MetricInfo("cka", _cka.cka, {**_CKA_HYPER, "unbiased": False},
                lambda unbiased=False, **_: (-1.0, 1.0) if unbiased else (0.0, 1.0),
                True, True, False,
-               "linear: O(N (Da+Db)^2) time, O((Da+Db)^2) memory; rbf: O(N^2 (Da+Db)), O(N^2)"),
-    MetricInfo("unbiased_cka", _cka.unbiased_cka,
-               {"kernel": "linear", "sigma": 1.0, "method": "auto",
-                "chunk_size": _cka.DEFAULT_CHUNK_ROWS},
+               "linear: O(N (Da+Db)^2) time, O((Da+Db)^2) memory; "
+               "rbf (tiled): O(N^2 (Da+Db)) time, O(tile^2 + N) memory"),
+    MetricInfo("unbiased_cka", _cka.unbiased_cka, _CKA_HYPER,
                _signed, True, True, False,
-               "linear: O(N (Da+Db)^2) time, O((Da+Db)^2) memory; rbf: O(N^2 (Da+Db)), O(N^2)"),
+               "linear: O(N (Da+Db)^2) time, O((Da+Db)^2) memory; "
+               "rbf (tiled): O(N^2 (Da+Db)) time, O(tile^2 + N) memory"),
     MetricInfo("cknna", _cknna.cknna,
-               {"k": 10, "unbiased": True, "precision": "highest", "tile_size": None},
-               _signed, False, True, True, _KNN_COST + "O(N k (Da + Db + k)), O(N k) memory"),
-    MetricInfo("svcca", _svcca.svcca, {"cca_dim": 10}, _unit, True, True, False,
-               "two thin SVDs: O(N D min(N, D)) time, O(N D) memory"),
+               {"k": 10, "unbiased": True, "precision": "highest", "tile_size": None,
+                **_SHARDING},
+               _signed, False, True, True, _KNN_COST + "O(N k^2), O(N k) memory"),
+    MetricInfo("svcca", _svcca.svcca,
+               {"cca_dim": 10, "method": "auto", "chunk_size": _cka.DEFAULT_CHUNK_ROWS,
+                **_SHARDING},
+               _unit, True, True, False,
+               "features: O(N (Da+Db)^2 + D^3) time, O((Da+Db)^2) memory; "
+               "svd: O(N D min(N, D)), O(N D)"),
 ):
   register_metric(_info)

@@ -110,3 +110,9 @@ def choice(value, options, name: str):
   if value not in options:
     raise ValueError(f"`{name}` must be one of {sorted(options)}, got {value!r}.")
   return value
+
+
+def positive_int(value, name: str) -> int:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
+  return int(value)

@@ -1,11 +1,18 @@
-"""Shared fixtures. Hypothesis runs few examples: every new shape is a new XLA compile."""
+"""Shared fixtures. Hypothesis runs few examples: every new shape is a new XLA compile.
+
+The CPU is split into 8 simulated devices before JAX starts, so the sharded
+paths run in every test session (single-device code uses device 0).
+"""
 
 import os
 import zlib
 
 import hypothesis
+import jax
 import numpy as np
 import pytest
+
+jax.config.update("jax_num_cpu_devices", 8)
 
 hypothesis.settings.register_profile(
     "ci", max_examples=int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", "12")), deadline=None,

@@ -55,11 +55,25 @@ def test_linear_cka_matches_reference(seed, shape, unbiased, method):
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("unbiased", [False, True])
 @pytest.mark.parametrize("sigma", [1.0, 4.0])
-def test_rbf_cka_matches_reference(seed, unbiased, sigma):
+@pytest.mark.parametrize("method", ["tiled", "gram"])
+def test_rbf_cka_matches_reference(seed, unbiased, sigma, method):
   a, b = _pair(seed, (90, 6, 9, 0))
   expected = reference.cka(a, b, kernel="rbf", sigma=sigma, unbiased=unbiased)
-  got = pj.cka(a, b, kernel="rbf", sigma=sigma, unbiased=unbiased)
+  got = pj.cka(a, b, kernel="rbf", sigma=sigma, unbiased=unbiased, method=method, tile_size=32)
   np.testing.assert_allclose(float(got), expected, atol=1e-4)
+
+
+def test_rbf_cka_with_the_median_heuristic(rng):
+  a, b = (x.astype(np.float64) for x in correlated_pair(rng, 70, 5, 8))
+  distances = [np.linalg.norm(x[:, None] - x[None], axis=-1) for x in (a, b)]
+  sigmas = [np.median(d[np.triu_indices(70, 1)]) for d in distances]
+  np.testing.assert_allclose([float(pj.median_sigma(a)), float(pj.median_sigma(b))], sigmas,
+                             rtol=1e-5)
+  k, l = (np.exp(-np.square(d) / (2 * s * s)) for d, s in zip(distances, sigmas))
+  hsic = reference.hsic_unbiased
+  expected = hsic(k, l) / (np.sqrt(hsic(k, k) * hsic(l, l)) + 1e-6)
+  np.testing.assert_allclose(float(pj.unbiased_cka(a, b, kernel="rbf", sigma="median")),
+                             expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -107,3 +121,12 @@ def test_prepare_features_shares_the_clamp_across_layers():
   clipped = np.clip(x, -clamp, clamp)
   expected = clipped / np.linalg.norm(clipped, axis=-1, keepdims=True)
   np.testing.assert_allclose(np.asarray(pj.prepare_features(x)), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("method", ["features", "svd"])
+def test_svcca_methods_agree_with_reference(seed, method):
+  a, b = _pair(seed, (300, 24, 40, 0))
+  for cca_dim in (3, 10):
+    np.testing.assert_allclose(np.asarray(pj.svcca_correlations(a, b, cca_dim, method=method)),
+                               reference.svcca_correlations(a, b, cca_dim), atol=1e-4)

@@ -1,0 +1,535 @@
+"""Layer search and model zoos in which every layer's kNN is computed once.
+
+The reference (`measure_alignment.compute_score`) scores every pair of layers
+(layer i of model A, layer j of model B) and recomputes both neighbour lists
+for each pair: 2 La Lb kNN searches per model pair, each ~N^2 D work. The kNN
+metrics need only the neighbour lists `[N, k]` of each layer, so here each
+layer's list is computed once (La + Lb searches for a grid, sum_m L_m for a
+zoo) and every layer pair is then scored from the cached lists in O(N k)
+to O(N k^2) work (CKNNA also caches the similarities along each list).
+
+A model is either a stacked array `[L, N, D]` or a list/tuple of `[N, D_l]`
+arrays whose widths may differ. Layers of equal width (and dtype) are stacked
+into groups so that one compiled kernel, mapped over the group, serves them
+all. Work over layers and over layer pairs is `vmap`ped in batches sized to a
+fixed working-set budget (`lax.map(..., batch_size=...)`), so a large grid
+never holds every pair's temporaries at once.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.typing import ArrayLike
+from jaxtyping import Array, Float, Int
+
+from platonic_jax import _cka, _cknna, _knn, _knn_metrics, _registry, _validation
+
+# Index-only kNN metrics: feature function -> (kernel on [N, k] index pairs,
+# working-set elements per pair as a function of (N, k)).
+_INDEX_KERNELS = {
+    _knn_metrics.mutual_knn: (_knn_metrics._mutual_knn_kernel, lambda n, k: 6 * n * k),
+    _knn_metrics.cycle_knn: (_knn_metrics._cycle_knn_kernel, lambda n, k: 3 * n * k * k + n * k),
+    _knn_metrics.lcs_knn: (_knn_metrics._lcs_knn_kernel, lambda n, k: 8 * n * k),
+    _knn_metrics.edit_distance_knn: (_knn_metrics._edit_distance_knn_kernel,
+                                     lambda n, k: 8 * n * k),
+}
+
+
+def _working_set_budget(what: str = "pairs") -> int:
+  """Elements (~4 bytes each) of temporaries one batch of mapped work may hold.
+
+  On CPU a layer's tiled kNN already saturates the cores at the default tile
+  (measured: 8 layers at N = 4096 ran no faster vmapped than one after
+  another), so its budget is one default-size tile; accelerators batch layers.
+  """
+  if jax.default_backend() != "cpu":
+    return 2 ** 28
+  return 2 ** 24 if what == "knn" else 2 ** 26
+
+
+class LayerGrid(NamedTuple):
+  """Scores of every (layer of A, layer of B) pair and the best pair.
+
+  Attributes:
+    scores: float32 `[La, Lb]`; `scores[i, j] = metric(a_layers[i], b_layers[j])`.
+    best_score: float32 scalar, `scores.max()` (optimistically biased: a max of
+      La Lb noisy estimates).
+    best_pair: int32 `[2]`, `(i, j)` of the first maximum in row-major order.
+  """
+  scores: Float[Array, "la lb"]
+  best_score: Float[Array, ""]
+  best_pair: Int[Array, "2"]
+
+
+class ZooAlignment(NamedTuple):
+  """Best-layer alignment between every pair of models of a zoo.
+
+  Attributes:
+    scores: float32 `[M, M]`; `scores[m1, m2]` is the best layer-pair score of
+      model m1 (as `a`) against model m2 (as `b`).
+    best_layers: int32 `[M, M, 2]`; the layer pair `(l1, l2)` attaining it.
+    layer_scores: `layer_scores[m1][m2]` is the float32 `[L_m1, L_m2]` layer grid.
+  """
+  scores: Float[Array, "m m"]
+  best_layers: Int[Array, "m m 2"]
+  layer_scores: tuple[tuple[Float[Array, "la lb"], ...], ...]
+
+
+# --------------------------------------------------------------------------
+# Hyper-parameters and argument checks (outside jit)
+# --------------------------------------------------------------------------
+
+def _resolve_hyperparameters(info: _registry.MetricInfo, hyperparameters) -> dict[str, Any]:
+  """Registry defaults overridden by the caller's keywords (reference spellings allowed)."""
+  kwargs = {**info.hyperparameters, **_registry.resolve_hyperparameters(info, hyperparameters)}
+  for key, value in kwargs.items():
+    try:
+      hash(value)
+    except TypeError:
+      raise ValueError(
+          f"hyper-parameter {key!r} must be a hashable Python value (it is static under "
+          f"jit), got {type(value).__name__}.") from None
+  return kwargs
+
+
+def _check_model(x, name: str):
+  """Validates one model: a stacked `[L, N, D]` array or a non-empty list of `[N, D]` arrays.
+
+  Returns a jax array `[L, N, D]` or a tuple of `[N, D_l]` jax arrays.
+  """
+  if isinstance(x, (list, tuple)):
+    if not x:
+      raise ValueError(f"`{name}` is an empty list of layers; need at least one [N, D] array.")
+    return tuple(_validation.features(layer, f"{name}[{l}]") for l, layer in enumerate(x))
+  if not isinstance(x, (jax.Array, np.ndarray)):
+    try:
+      x = np.asarray(x)
+    except Exception as e:  # noqa: BLE001 - re-raised with the argument's name
+      raise ValueError(f"`{name}` must be an array or a list of arrays, got "
+                       f"{type(x).__name__}.") from e
+  if x.ndim != 3:
+    raise ValueError(
+        f"`{name}` must be a stacked [L, N, D] array (layers x samples x features) or a "
+        f"list of [N, D] arrays, got an array of shape {tuple(x.shape)} (rank {x.ndim}).")
+  if 0 in x.shape:
+    raise ValueError(f"`{name}` is empty: shape {tuple(x.shape)}; need L, N, D >= 1.")
+  dtype = _validation._float_dtype(x.dtype, name)
+  if _validation.is_concrete(x) and not _validation.all_finite(x):
+    bad = np.nonzero(~np.isfinite(np.asarray(x)).reshape(x.shape[0], -1).all(axis=1))[0]
+    raise ValueError(f"`{name}[{int(bad[0])}]` (layer {int(bad[0])}) contains NaN or Inf values.")
+  return jnp.asarray(x, dtype=jax.dtypes.canonicalize_dtype(dtype))
+
+
+def _num_layers(model) -> int:
+  return len(model) if isinstance(model, tuple) else model.shape[0]
+
+
+def _check_models(models: Sequence, names: Sequence[str]):
+  """Validates models, checks one N for all of them, and casts to one float dtype."""
+  checked = [_check_model(m, name) for m, name in zip(models, names)]
+  n = None
+  for model, name in zip(checked, names):
+    sizes = [x.shape[0] for x in model] if isinstance(model, tuple) else [model.shape[1]]
+    for l, size in enumerate(sizes):
+      if n is None:
+        n, first = size, name
+      elif size != n:
+        where = f"`{name}[{l}]`" if isinstance(model, tuple) else f"`{name}`"
+        raise ValueError(
+            f"every layer of every model must describe the same N samples: {where} has "
+            f"N={size}, but `{first}` has N={n}.")
+  dtypes = [x.dtype for m in checked for x in (m if isinstance(m, tuple) else [m])]
+  dtype = functools.reduce(jnp.promote_types, dtypes)
+
+  def cast(m):
+    return tuple(x.astype(dtype) for x in m) if isinstance(m, tuple) else m.astype(dtype)
+
+  return [cast(m) for m in checked], n
+
+
+def _reject_constant_layers(model, name: str) -> None:
+  """kNN of a layer constant over samples is pure tie-break: refuse it, like `mutual_knn`."""
+  if isinstance(model, tuple):
+    for l, x in enumerate(model):
+      _validation.reject_constant(x, f"{name}[{l}]")
+    return
+  if not _validation.is_concrete(model):
+    return
+  with jax.ensure_compile_time_eval():
+    constant = np.asarray(jnp.all(model == model[:, :1], axis=(1, 2)))
+  if constant.any():
+    l = int(np.argmax(constant))
+    _validation.reject_constant(model[l], f"{name}[{l}]")
+
+
+_UNSUPPORTED = ("mesh", "axis_name")
+
+
+def _check_tile_size(tile_size) -> None:
+  if tile_size is not None and (isinstance(tile_size, bool) or not isinstance(tile_size, int)
+                                or tile_size < 1):
+    raise ValueError(f"`tile_size` must be None or a positive int, got {tile_size!r}.")
+
+
+def _plan(metric: str, hyperparameters, models, names, n: int):
+  """(kind, static plan) for a metric: 'index', 'cknna' or 'generic'.
+
+  kNN metrics get their hyper-parameters checked here, before any tracing.
+  """
+  info = _registry.get_metric(metric)
+  kwargs = _resolve_hyperparameters(info, hyperparameters)
+  for key in _UNSUPPORTED:  # sharded metrics inside a vmap over layer pairs: not supported
+    if key in kwargs and kwargs[key] != info.hyperparameters[key]:
+      raise ValueError(
+          f"hyper-parameter {key!r} of {metric!r} is not supported by layer grids and zoos; "
+          f"leave it at its default {info.hyperparameters[key]!r}.")
+  if info.uses_knn and (info.fn in _INDEX_KERNELS or info.fn is _cknna.cknna):
+    is_cknna = info.fn is _cknna.cknna
+    handled = {"k", "precision", "tile_size", "unbiased"}
+    for key, value in kwargs.items():
+      if key not in handled and value != info.hyperparameters[key]:
+        raise ValueError(
+            f"hyper-parameter {key!r} of {metric!r} is not supported by layer grids and zoos; "
+            f"leave it at its default {info.hyperparameters[key]!r}.")
+    k = _validation.neighbour_count(kwargs["k"], n, minimum=2 if is_cknna else 1)
+    _validation.choice(kwargs["precision"], _knn.PRECISIONS, "precision")
+    _check_tile_size(kwargs["tile_size"])
+    knn_args = (k, kwargs["precision"], kwargs["tile_size"])
+    if is_cknna:
+      unbiased = bool(kwargs["unbiased"])
+      if unbiased:
+        _validation.min_samples(n, 4, "The unbiased HSIC estimator")
+      return "cknna", (knn_args, unbiased)
+    for model, name in zip(models, names):
+      _reject_constant_layers(model, name)
+    return "index", (knn_args, info.fn)
+  return "generic", (info.fn, tuple(sorted(kwargs.items())))
+
+
+# --------------------------------------------------------------------------
+# Traced building blocks
+# --------------------------------------------------------------------------
+
+def _batched_map(f, xs, count: int, per_item_elements: int, what: str = "pairs"):
+  """`vmap(f)(xs)` in batches whose temporaries fit the working-set budget."""
+  budget = _working_set_budget(what)
+  batch = max(1, min(count, budget // max(int(per_item_elements), 1)))
+  if batch >= count:
+    return jax.vmap(f)(xs)
+  batch = -(-count // -(-count // batch))  # balanced: fewer rows left for the remainder
+  return lax.map(f, xs, batch_size=batch)
+
+
+def _groups(model):
+  """Layers grouped by (width, dtype): [(layer ids, stacked [Lg, N, D])], in first-seen order."""
+  if not isinstance(model, tuple):
+    return [(tuple(range(model.shape[0])), model)]
+  by_shape: dict = {}
+  for l, x in enumerate(model):
+    by_shape.setdefault((x.shape, x.dtype), []).append(l)
+  return [(tuple(ids), jnp.stack([model[l] for l in ids])) for ids in by_shape.values()]
+
+
+def _in_layer_order(groups, parts):
+  """Concatenates per-group results (pytrees stacked over each group's layers) in layer order."""
+  if len(parts) == 1:
+    return parts[0]
+  order = np.argsort(np.concatenate([np.asarray(ids) for ids, _ in groups]))
+  return jax.tree.map(lambda *xs: jnp.concatenate(xs)[order], *parts)
+
+
+def _layer_cache(x, kind: str, knn_args, unbiased: bool):
+  """What one layer contributes to every pair it is in, from its single kNN search.
+
+  'index': the neighbour list `[N, k]`. 'cknna': (list, similarities `[N, k]`,
+  constant-over-samples flag); with `unbiased=False` the list includes the
+  sample itself, as in `cknna`.
+  """
+  k, precision, tile_size = knn_args
+  values, index = _knn.knn_with_similarities(x, k, precision, "auto", tile_size)
+  if kind == "index":
+    return index
+  if not unbiased:
+    values, index = _cknna._with_self(x, values, index, k)
+  return index, values, _validation.constant_over_samples(x)
+
+
+def _model_cache(model, kind: str, knn_args, unbiased: bool = True):
+  """Per-layer caches of a model stacked `[L, ...]`; each layer's kNN computed once.
+
+  Layers of one width group are vmapped, in batches sized so that the
+  `[tile, tile]` similarity blocks of a batch fit the working-set budget.
+  """
+  k, _, tile_size = knn_args
+  groups = _groups(model)
+  parts = []
+  for _, x in groups:
+    _, n, d = x.shape
+    tile, _ = _knn.tile_layout(n, k, tile_size)
+    parts.append(_batched_map(lambda layer: _layer_cache(layer, kind, knn_args, unbiased),
+                              x, x.shape[0], 4 * tile * tile + n * (d + 4 * k), "knn"))
+  return _in_layer_order(groups, parts)
+
+
+def _pair_kernel(kind: str, plan):
+  """(score of one layer pair from two layer caches, working-set elements of one pair)."""
+  if kind == "index":
+    kernel, cost = _INDEX_KERNELS[plan[1]]
+    return kernel, lambda n, k: cost(n, k)
+  unbiased = plan[1]
+
+  def cknna_pair(ca, cb):
+    return _cknna.cknna_from_similarities(ca[0], ca[1], cb[0], cb[1], ca[2] | cb[2], unbiased)
+
+  return cknna_pair, lambda n, k: 3 * min(_cknna.ROW_CHUNK, n) * k * k + 24 * n * k
+
+
+def _cached_grids(caches, model_pairs, kind: str, plan):
+  """Layer grids `{(m1, m2): [L_m1, L_m2]}` from per-model caches, as ONE batched map.
+
+  Every layer pair of every requested model pair is a row of one flat list of
+  (global layer, global layer) indices into the concatenated caches.
+  """
+  pair_fn, cost = _pair_kernel(kind, plan)
+  counts = [jax.tree.leaves(c)[0].shape[0] for c in caches]
+  offsets = np.concatenate([[0], np.cumsum(counts)])
+  rows = np.concatenate([np.repeat(np.arange(counts[i]), counts[j]) + offsets[i]
+                         for i, j in model_pairs]).astype(np.int32)
+  cols = np.concatenate([np.tile(np.arange(counts[j]), counts[i]) + offsets[j]
+                         for i, j in model_pairs]).astype(np.int32)
+  every = jax.tree.map(lambda *xs: jnp.concatenate(xs), *caches)
+  _, n, k = jax.tree.leaves(every)[0].shape
+
+  def one_pair(ij):
+    def layer(t):
+      return jax.tree.map(lambda leaf: leaf[t], every)
+    return pair_fn(layer(ij[0]), layer(ij[1])).astype(jnp.float32)
+
+  values = _batched_map(one_pair, (jnp.asarray(rows), jnp.asarray(cols)), rows.size, cost(n, k))
+  grids, start = {}, 0
+  for i, j in model_pairs:
+    size = counts[i] * counts[j]
+    grids[i, j] = values[start:start + size].reshape(counts[i], counts[j])
+    start += size
+  return grids
+
+
+def _generic_grid(fn, kwargs_items, a, b):
+  """Grid of any registered metric, `fn(a_layer, b_layer, **kwargs)` per layer pair.
+
+  Each (width group of a, width group of b) block is one batched map.
+  """
+  kwargs = dict(kwargs_items)
+
+  def cost(xa, xb):
+    n, d = xa.shape[0], xa.shape[1] + xb.shape[1]
+    elements = 4 * n * d + d * d
+    if fn in (_cka.cka, _cka.unbiased_cka):
+      gram = kwargs.get("kernel") == "rbf" or kwargs.get("method") == "gram" or (
+          kwargs.get("method") == "auto"
+          and _cka.linear_method(n, xa.shape[1], xb.shape[1]) == "gram")
+      elements += 6 * n * n if gram else kwargs.get("chunk_size", n) * d
+    return elements
+
+  a_groups, b_groups = _groups(a), _groups(b)
+  scores = jnp.zeros((_num_layers(a), _num_layers(b)), jnp.float32)
+  for ids_a, xa in a_groups:
+    for ids_b, xb in b_groups:
+      ii, jj = np.meshgrid(np.arange(len(ids_a)), np.arange(len(ids_b)), indexing="ij")
+
+      def one_pair(ij, xa=xa, xb=xb):
+        return fn(xa[ij[0]], xb[ij[1]], **kwargs).astype(jnp.float32)
+
+      values = _batched_map(one_pair, (jnp.asarray(ii.ravel()), jnp.asarray(jj.ravel())),
+                            ii.size, cost(xa[0], xb[0]))
+      block = values.reshape(len(ids_a), len(ids_b))
+      if len(a_groups) == 1 and len(b_groups) == 1:
+        return block
+      scores = scores.at[np.ix_(np.asarray(ids_a), np.asarray(ids_b))].set(block)
+  return scores
+
+
+def _best(scores):
+  """(best score, int32 [2] first argmax in row-major order)."""
+  flat = scores.reshape(-1)
+  pos = jnp.argmax(flat)
+  pair = jnp.stack([pos // scores.shape[1], pos % scores.shape[1]]).astype(jnp.int32)
+  return flat[pos], pair
+
+
+def _unbiased_of(kind: str, plan) -> bool:
+  return plan[1] if kind == "cknna" else True
+
+
+@functools.partial(jax.jit, static_argnames=("kind", "plan"))
+def _layer_grid(a, b, kind: str, plan):
+  if kind == "generic":
+    scores = _generic_grid(*plan, a, b)
+  else:
+    unbiased = _unbiased_of(kind, plan)
+    caches = [_model_cache(x, kind, plan[0], unbiased) for x in (a, b)]
+    scores = _cached_grids(caches, [(0, 1)], kind, plan)[0, 1]
+  return LayerGrid(scores, *_best(scores))
+
+
+def layer_grid(
+    metric: str,
+    a_layers: Float[ArrayLike, "la n da"] | Sequence[Float[ArrayLike, "n da_l"]],
+    b_layers: Float[ArrayLike, "lb n db"] | Sequence[Float[ArrayLike, "n db_l"]],
+    **hyperparameters,
+) -> LayerGrid:
+  """Scores every (layer of A, layer of B) pair with one metric; reports the best pair.
+
+  This is the reference's layer search (`compute_score`). For the kNN metrics
+  (mutual_knn, cycle_knn, lcs_knn, edit_distance_knn, cknna) each layer's
+  neighbour list is computed once and all La x Lb pairs are scored from the
+  cached lists; other metrics (cka, unbiased_cka, svcca, ...) are evaluated per
+  pair. The whole grid is one jitted call.
+
+  The best score is optimistically biased: it is the maximum of La Lb noisy
+  estimates, so it exceeds the alignment of a pre-chosen layer pair even when
+  all pairs are equally aligned. Report it as such (or pick layers on held-out
+  samples).
+
+  Args:
+    metric: a registered metric name (see `platonic_jax.metric_names`).
+    a_layers: model A, a stacked `[La, N, Da]` array or a list of `[N, Da_l]`
+      arrays (widths may differ between layers).
+    b_layers: model B, likewise `[Lb, N, Db]` or a list of `[N, Db_l]`, with
+      the same N samples.
+    **hyperparameters: the metric's keywords, defaults from
+      `get_metric(metric).hyperparameters` (reference spellings such as
+      `topk` accepted, as in `measure`). Static: each new value recompiles.
+
+  Returns:
+    `LayerGrid(scores [La, Lb] float32, best_score scalar, best_pair int32 [2])`;
+    `scores[i, j] = metric(a_layers[i], b_layers[j])` and `best_pair` is the
+    first maximum of the flattened grid.
+
+  Raises:
+    ValueError: unknown metric or hyper-parameter, a model that is not rank 3
+      or a non-empty list of rank-2 arrays, layers with different N, k out of
+      range, NaN/Inf in a layer, or (index kNN metrics) a layer constant over
+      samples; metric-specific checks (e.g. svcca's `cca_dim`) fire while tracing.
+
+  Cost: kNN metrics do La + Lb kNN searches (~N^2 D / 2 multiply-adds each)
+  instead of the 2 La Lb of per-pair evaluation, then La Lb pair kernels of
+  O(N k log k) (mutual_knn) or O(N k^2) (the others, CKNNA included) on the
+  cached lists; memory O((La + Lb) N k) plus one batch of pair temporaries.
+  Other metrics cost La Lb times the metric.
+  """
+  (a, b), n = _check_models([a_layers, b_layers], ["a_layers", "b_layers"])
+  kind, plan = _plan(metric, hyperparameters, [a, b], ["a_layers", "b_layers"], n)
+  return _layer_grid(a, b, kind, plan)
+
+
+# --------------------------------------------------------------------------
+# Model zoos
+# --------------------------------------------------------------------------
+
+@functools.partial(jax.jit, static_argnames=("kind", "plan"))
+def _model_cache_jit(model, kind: str, plan):
+  return _model_cache(model, kind, plan[0], _unbiased_of(kind, plan))
+
+
+def _model_pairs(m: int, symmetric: bool) -> list[tuple[int, int]]:
+  return [(i, j) for i in range(m) for j in range(m) if not symmetric or i <= j]
+
+
+@functools.partial(jax.jit, static_argnames=("kind", "plan", "symmetric"))
+def _zoo_from_caches(caches, kind: str, plan, symmetric: bool):
+  grids = _cached_grids(caches, _model_pairs(len(caches), symmetric), kind, plan)
+  return _assemble(grids, len(caches), symmetric)
+
+
+def _assemble(grids: dict, m: int, symmetric: bool) -> ZooAlignment:
+  """ZooAlignment from the computed grids; symmetric metrics mirror (i, j) into (j, i)."""
+  best = {pair: _best(grid) for pair, grid in grids.items()}
+  rows_scores, rows_best, rows_grids = [], [], []
+  for i in range(m):
+    s, p, g = [], [], []
+    for j in range(m):
+      if (i, j) in grids:
+        grid, (score, pair) = grids[i, j], best[i, j]
+      else:  # symmetric: mirror of (j, i)
+        grid, (score, pair) = grids[j, i].T, (best[j, i][0], best[j, i][1][::-1])
+      s.append(score)
+      p.append(pair)
+      g.append(grid)
+    rows_scores.append(jnp.stack(s))
+    rows_best.append(jnp.stack(p))
+    rows_grids.append(tuple(g))
+  return ZooAlignment(jnp.stack(rows_scores), jnp.stack(rows_best), tuple(rows_grids))
+
+
+_assemble_jit = jax.jit(_assemble, static_argnames=("m", "symmetric"))
+
+
+def zoo_alignment(
+    models: Sequence[Float[ArrayLike, "l n d"] | Sequence[Float[ArrayLike, "n d_l"]]],
+    metric: str = "mutual_knn",
+    **hyperparameters,
+) -> ZooAlignment:
+  """Best-layer alignment between every pair of M models, each layer's kNN computed once.
+
+  For each model pair (m1, m2) this is `layer_grid(metric, models[m1],
+  models[m2])`. For the kNN metrics each (model, layer) neighbour list is
+  computed exactly once (one jitted call per model, vmapped over its layers)
+  and every layer pair of every model pair is then scored from the cached
+  lists in one more jitted call, batched over all layer pairs. Other metrics
+  fall back to `layer_grid` per model pair. For
+  symmetric metrics (`get_metric(metric).symmetric`) only m1 <= m2 is
+  computed; (m2, m1) is the mirror (transposed grid, swapped layer pair).
+
+  Best-layer scores are maxima over L_m1 L_m2 noisy estimates and so are
+  optimistically biased (see `layer_grid`); the bias grows with layer counts,
+  so it differs between model pairs with different depths.
+
+  Args:
+    models: M >= 1 models, each a stacked `[L, N, D]` array or a list of
+      `[N, D_l]` arrays; layer counts and widths may differ between models,
+      N must be the same.
+    metric: a registered metric name (default 'mutual_knn').
+    **hyperparameters: the metric's keywords, as for `layer_grid`.
+
+  Returns:
+    `ZooAlignment(scores [M, M] float32, best_layers [M, M, 2] int32,
+    layer_scores)` with `layer_scores[m1][m2]` the `[L_m1, L_m2]` grid.
+
+  Raises:
+    ValueError: empty `models`, and everything `layer_grid` raises.
+
+  Cost: kNN metrics: sum_m L_m kNN searches (~N^2 D / 2 multiply-adds each)
+  instead of 2 (sum_m L_m)^2 for per-pair evaluation, then one O(N k log k)
+  to O(N k^2) pair kernel per layer pair (about half of the (sum_m L_m)^2 pairs
+  for symmetric metrics); memory O(N k sum_m L_m) for the cached lists plus one
+  batch of pair temporaries. Other metrics: the per-pair metric cost for every
+  layer pair of every needed model pair.
+  """
+  if isinstance(models, (jax.Array, np.ndarray)):
+    if models.ndim != 4:
+      raise ValueError(
+          f"`models` must be a sequence of models (or a stacked [M, L, N, D] array), got an "
+          f"array of shape {tuple(models.shape)}.")
+    models = list(models)
+  if isinstance(models, (str, bytes)) or not isinstance(models, Sequence):
+    raise ValueError(f"`models` must be a sequence of models, got {type(models).__name__}.")
+  if len(models) == 0:
+    raise ValueError("`models` is empty; need at least one model.")
+  names = [f"models[{m}]" for m in range(len(models))]
+  checked, n = _check_models(models, names)
+  kind, plan = _plan(metric, hyperparameters, checked, names, n)
+  symmetric = _registry.get_metric(metric).symmetric
+  m = len(checked)
+  if kind != "generic":
+    caches = tuple(_model_cache_jit(model, kind, plan) for model in checked)
+    return _zoo_from_caches(caches, kind, plan, symmetric)
+  grids = {(i, j): _layer_grid(checked[i], checked[j], kind, plan).scores
+           for i, j in _model_pairs(m, symmetric)}
+  return _assemble_jit(grids, m, symmetric)
