@@ -53,7 +53,7 @@ def _masked_hsic(nbr, keep, k_vals, l_vals, unbiased: bool):
   if unbiased:  # slots never hold i itself, so A~ = A
     return _hsic.unbiased_from_terms(trace_ab, sum_a, sum_b, ab, n)
   ba = jnp.sum(l_vals * k_vals.sum(axis=1)[nbr])
-  return trace_ab - (ab + ba) / n + sum_a * sum_b / (n * n)
+  return trace_ab - (ab + ba) / n + sum_a * sum_b / float(n) ** 2
 
 
 @functools.partial(jax.jit, static_argnames=("unbiased",))

@@ -26,8 +26,14 @@ from platonic_jax import _mesh
 _CKA_EPS = 1e-6  # the reference's denominator guard, kept for value compatibility
 
 
+def dot_highest(u, v):
+  """Float32-exact products on every backend (no TF32 or bf16 passes)."""
+  return jnp.dot(u, v, precision=lax.Precision.HIGHEST)
+
+
 def unbiased_from_terms(trace_term, sum_k, sum_l, cross, n):
   """Song et al.'s HSIC_1 from tr(K~L~), 1'K~1, 1'L~1 and 1'K~L~1."""
+  n = float(n)  # n(n-3) overflows int32 past N = 46341
   return (trace_term + sum_k * sum_l / ((n - 1) * (n - 2)) - 2.0 * cross / (n - 2)) / (n * (n - 3))
 
 
@@ -44,7 +50,7 @@ def hsic_unbiased_gram(k: jax.Array, l: jax.Array) -> jax.Array:
   off_diagonal = ~jnp.eye(n, dtype=bool)
   kt = jnp.where(off_diagonal, k, 0)
   lt = jnp.where(off_diagonal, l, 0)
-  cross = jnp.dot(kt.sum(axis=0), lt.sum(axis=1))  # 1' K~ L~ 1
+  cross = dot_highest(kt.sum(axis=0), lt.sum(axis=1))  # 1' K~ L~ 1
   return unbiased_from_terms(jnp.sum(kt * lt.T), kt.sum(), lt.sum(), cross, n)
 
 
@@ -97,15 +103,14 @@ class LinearStats(NamedTuple):
 
 def linear_stats(x: jax.Array, y: jax.Array) -> LinearStats:
   """Sufficient statistics of one block of rows. O(n (Dx + Dy)^2)."""
-  hp = lax.Precision.HIGHEST
   r = jnp.sum(x * x, axis=1)
   q = jnp.sum(y * y, axis=1)
   return LinearStats(
-      xy=jnp.dot(x.T, y, precision=hp), xx=jnp.dot(x.T, x, precision=hp),
-      yy=jnp.dot(y.T, y, precision=hp), sx=x.sum(0), sy=y.sum(0),
-      xr=jnp.dot(r, x, precision=hp), xq=jnp.dot(q, x, precision=hp),
-      yr=jnp.dot(r, y, precision=hp), yq=jnp.dot(q, y, precision=hp),
-      sum_r=r.sum(), sum_q=q.sum(), rq=jnp.dot(r, q), rr=jnp.dot(r, r), qq=jnp.dot(q, q))
+      xy=dot_highest(x.T, y), xx=dot_highest(x.T, x),
+      yy=dot_highest(y.T, y), sx=x.sum(0), sy=y.sum(0),
+      xr=dot_highest(r, x), xq=dot_highest(q, x),
+      yr=dot_highest(r, y), yq=dot_highest(q, y),
+      sum_r=r.sum(), sum_q=q.sum(), rq=dot_highest(r, q), rr=dot_highest(r, r), qq=dot_highest(q, q))
 
 
 def add_stats(s: LinearStats, t: LinearStats) -> LinearStats:
@@ -143,14 +148,14 @@ def hsic_from_stats(s: LinearStats, n: int, unbiased: bool):
       return jnp.sum(jnp.square(c - jnp.outer(u, v) / n))
     return (centred_sq(s.xy, s.sx, s.sy), centred_sq(s.xx, s.sx, s.sx),
             centred_sq(s.yy, s.sy, s.sy))
-  sum_k = jnp.dot(s.sx, s.sx) - s.sum_r
-  sum_l = jnp.dot(s.sy, s.sy) - s.sum_q
+  sum_k = dot_highest(s.sx, s.sx) - s.sum_r
+  sum_l = dot_highest(s.sy, s.sy) - s.sum_q
   kl = unbiased_from_terms(jnp.sum(jnp.square(s.xy)) - s.rq, sum_k, sum_l,
-                 s.sx @ s.xy @ s.sy - jnp.dot(s.sx, s.xq) - jnp.dot(s.sy, s.yr) + s.rq, n)
+                 dot_highest(dot_highest(s.sx, s.xy), s.sy) - dot_highest(s.sx, s.xq) - dot_highest(s.sy, s.yr) + s.rq, n)
   kk = unbiased_from_terms(jnp.sum(jnp.square(s.xx)) - s.rr, sum_k, sum_k,
-                 s.sx @ s.xx @ s.sx - 2.0 * jnp.dot(s.sx, s.xr) + s.rr, n)
+                 dot_highest(dot_highest(s.sx, s.xx), s.sx) - 2.0 * dot_highest(s.sx, s.xr) + s.rr, n)
   ll = unbiased_from_terms(jnp.sum(jnp.square(s.yy)) - s.qq, sum_l, sum_l,
-                 s.sy @ s.yy @ s.sy - 2.0 * jnp.dot(s.sy, s.yq) + s.qq, n)
+                 dot_highest(dot_highest(s.sy, s.yy), s.sy) - 2.0 * dot_highest(s.sy, s.yq) + s.qq, n)
   return kl, kk, ll
 
 

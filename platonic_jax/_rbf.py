@@ -184,8 +184,8 @@ def rbf_hsic_tiled(
   (sums, row_k, row_l), _ = lax.scan(step, init, (jnp.asarray(rows), jnp.asarray(cols)))
   row_k = row_k.reshape(-1)  # padded entries are exactly 0
   row_l = row_l.reshape(-1)
-  return _finish(sums, jnp.dot(row_k, row_l), jnp.dot(row_k, row_k), jnp.dot(row_l, row_l), n,
-                 unbiased)
+  dot = _hsic.dot_highest
+  return _finish(sums, dot(row_k, row_l), dot(row_k, row_k), dot(row_l, row_l), n, unbiased)
 
 
 def _finish(sums, k_l, k_k, l_l, n: int, unbiased: bool):
@@ -195,7 +195,7 @@ def _finish(sums, k_l, k_k, l_l, n: int, unbiased: bool):
     return hsic(s_kl, s_k, s_l, k_l, n), hsic(s_kk, s_k, s_k, k_k, n), hsic(s_ll, s_l, s_l, l_l, n)
 
   def biased(s_uv, s_u, s_v, cross):
-    return s_uv - 2.0 * cross / n + s_u * s_v / (n * n)
+    return s_uv - 2.0 * cross / n + s_u * s_v / float(n) ** 2
 
   return biased(s_kl, s_k, s_l, k_l), biased(s_kk, s_k, s_k, k_k), biased(s_ll, s_l, s_l, l_l)
 
@@ -289,7 +289,8 @@ def rbf_hsic_sharded(a, b, sigma_a, sigma_b, *, unbiased: bool, tile_size: int |
     zeros = (jnp.zeros(5, dtype), jnp.zeros(n_local, dtype), jnp.zeros(n_local, dtype))
     (totals, last), _ = lax.scan(step, (zeros, (a_local, b_local)), jnp.arange(shards - 1))
     sums, k_rows, l_rows = jax.tree.map(jnp.add, totals, against(*last, shards - 1))
-    dots = jnp.stack([jnp.dot(k_rows, l_rows), jnp.dot(k_rows, k_rows), jnp.dot(l_rows, l_rows)])
+    dots = jnp.stack([_hsic.dot_highest(k_rows, l_rows), _hsic.dot_highest(k_rows, k_rows),
+                      _hsic.dot_highest(l_rows, l_rows)])
     return lax.psum(sums, axes), lax.psum(dots, axes)
 
   sums, dots = jax.shard_map(body, mesh=mesh, in_specs=(spec, spec, P(), P()),

@@ -64,7 +64,8 @@ def correlations_from_stats(stats: _hsic.LinearStats, n: int, cca_dim: int) -> j
   wa = _whitened_top_directions(dx[:, None] * cxx * dx[None, :], cca_dim)
   wb = _whitened_top_directions(dy[:, None] * cyy * dy[None, :], cca_dim)
   cross = dx[:, None] * centred(stats.xy, stats.sx, stats.sy) * dy[None, :]
-  return jnp.clip(jnp.linalg.svd(wa.T @ cross @ wb, compute_uv=False), 0.0, 1.0)
+  return jnp.clip(jnp.linalg.svd(_hsic.dot_highest(_hsic.dot_highest(wa.T, cross), wb), compute_uv=False),
+                  0.0, 1.0)
 
 
 @functools.partial(jax.jit, static_argnames=("cca_dim", "method", "chunk_size", "mesh", "axes"))
@@ -72,7 +73,7 @@ def _correlations(a, b, cca_dim: int, method: str, chunk_size: int, mesh=None, a
   if method == "svd":
     ua = _top_left_singular_vectors(_standardise(a), cca_dim)
     ub = _top_left_singular_vectors(_standardise(b), cca_dim)
-    return jnp.clip(jnp.linalg.svd(ua.T @ ub, compute_uv=False), 0.0, 1.0)
+    return jnp.clip(jnp.linalg.svd(_hsic.dot_highest(ua.T, ub), compute_uv=False), 0.0, 1.0)
   shift_a, shift_b = _hsic.pilot_shift(a), _hsic.pilot_shift(b)
   if mesh is None:
     stats = _hsic.chunked_linear_stats(a, b, shift_a, shift_b, chunk_size)

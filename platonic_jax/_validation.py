@@ -14,9 +14,14 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 
+_TRACER = getattr(jax.core, "Tracer", None)
+if _TRACER is None:  # pragma: no cover - newer JAX keeps it private
+  from jax._src.core import Tracer as _TRACER  # pylint: disable=g-import-not-at-top
+
+
 def is_concrete(x) -> bool:
   """True when `x` holds values (not a tracer inside jit/vmap/grad)."""
-  return not isinstance(x, jax.core.Tracer)
+  return not isinstance(x, _TRACER)
 
 
 def all_finite(x) -> bool:

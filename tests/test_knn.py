@@ -62,7 +62,8 @@ def test_bfloat16_precision_has_high_recall(rng):
   approx = np.asarray(pj.knn(x, 10, precision="bfloat16"))
   recall = np.mean([len(set(e) & set(a)) / 10 for e, a in zip(exact, approx)])
   assert recall > 0.9
-  np.testing.assert_array_equal(pj.knn(x, 10, precision="default"), exact)  # exact on CPU
+  if jax.default_backend() == "cpu":  # 'default' is exact float32 only on CPU (TF32 on GPU)
+    np.testing.assert_array_equal(pj.knn(x, 10, precision="default"), exact)
 
 
 def test_bfloat16_inputs_are_accepted(rng):

@@ -189,3 +189,11 @@ def test_from_indices_checks_its_inputs(pair):
     pj.lcs_knn_from_indices(idx, bad)
   with pytest.raises(ValueError, match=r"must be \[N, k\] neighbour indices"):
     pj.edit_distance_knn_from_indices(idx[0], idx[0])
+
+
+def test_hsic_terms_do_not_overflow_at_large_n():
+  from platonic_jax import _hsic
+  n = 1_000_000  # n (n - 3) and n^2 exceed int32
+  value = _hsic.unbiased_from_terms(1.0, 2.0, 3.0, 4.0, n)
+  expected = (1.0 + 6.0 / ((n - 1) * (n - 2)) - 8.0 / (n - 2)) / (n * (n - 3))
+  np.testing.assert_allclose(float(value), expected, rtol=1e-6)

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The GPU suite in one command: checks the kernels on the device, then times
+# every benchmark's 'gpu' preset and renders its table. Fits in 8 minutes on
+# one H100/H200 (measured: see BUILD_NOTES.md).
+#
+#   scripts/device_bench.sh [OUT_DIR]      # default benchmarks/results
+#
+# Writes OUT_DIR/records-gpu-<device>.jsonl (resumable: rerun to continue),
+# OUT_DIR/<device>.md and OUT_DIR/device-check.log. Needs jax with CUDA and
+# absl-py, jaxtyping, numpy (and pytest + hypothesis for the check); run from
+# a checkout, no install needed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out_dir="${1:-benchmarks/results}"
+mkdir -p "$out_dir"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+python3 -c "import jax; assert jax.default_backend() == 'gpu', jax.devices()" || exit 1
+device=$(python3 -c "import jax; print(jax.devices()[0].device_kind.lower().replace(' ', '-'))")
+
+# Correctness on the device: the kNN tie-break, every metric against the float64 references.
+timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_knn.py \
+  tests/test_metrics_vs_reference.py tests/test_transforms.py > "$out_dir/device-check.log" 2>&1
+echo "device check exit status $? (log: $out_dir/device-check.log)"; tail -3 "$out_dir/device-check.log"
+
+records="$out_dir/records-gpu-$device.jsonl"
+python3 scripts/bench.py --filter='knn/*,cka/*,cknna,zoo/*' --sizes=gpu --output="$records" \
+  --resume --repeats=3 --time_budget=40 \
+  --implementations=ours,dense_reference,dense_gram,gemm_floor,recompute_per_pair
+python3 scripts/report.py --records="$records" --out="$out_dir/$device.md" \
+  --title="platonic_jax benchmarks on $device"
