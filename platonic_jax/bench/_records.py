@@ -119,13 +119,15 @@ def _cpu_model() -> str:
 def _git_commit() -> str | None:
   root = pathlib.Path(__file__).resolve().parents[2]
   try:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                            text=True, timeout=10).stdout.strip()
+    head = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=root,
+                          capture_output=True, text=True, timeout=10)
+    if head.returncode != 0 or len(head.stdout.strip()) != 40:
+      return None  # not a git checkout (e.g. a copied tree)
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                            capture_output=True, text=True, timeout=10).stdout.strip()
   except (OSError, subprocess.SubprocessError):
     return None
-  return (commit + ("-dirty" if dirty else "")) or None
+  return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
 def environment(gemm_gflops: float | None = None) -> dict[str, Any]:

@@ -101,8 +101,10 @@ def render_markdown(records: Iterable[Mapping[str, Any]], *, title: str,
       "Times are medians over the timed repeats, compile time excluded. `x ours` is an "
       "implementation's time divided by ours for the same parameters: above 1 means ours is "
       "faster. `vs GEMM floor` is ours' time over the time this machine's GEMM rate needs for "
-      "the benchmark's reference GEMM work. Peak memory is the accelerator's peak where "
-      "recorded, else the process's peak RSS. `~` marks a time extrapolated from a timed "
+      "the benchmark's reference GEMM work. Peak memory is the process's peak RSS on CPU "
+      "(JAX runtime and inputs included); on accelerators it is the compiled computation's "
+      "footprint from XLA's memory analysis (arguments, outputs and temporaries; temporaries "
+      "only where older records lack the rest). `~` marks a time extrapolated from a timed "
       "sample.",
       "",
   ]
@@ -625,8 +627,12 @@ def _floor_ratio(record) -> float | None:
 
 
 def _peak_bytes(record) -> float | None:
-  device = _number(record.get("device_peak_bytes"))
-  return device if device is not None else _number(record.get("peak_rss_bytes"))
+  """Process peak RSS on CPU; on accelerators the compiled footprint (the allocator's
+  own peak spans the whole process, so it cannot be attributed to one row)."""
+  if record.get("env", {}).get("backend", "cpu") == "cpu":
+    return _number(record.get("peak_rss_bytes"))
+  compiled = _number(record.get("device_bytes"))
+  return compiled if compiled is not None else _number(record.get("temp_bytes"))
 
 
 def _reason(record) -> str:

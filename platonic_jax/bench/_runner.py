@@ -55,10 +55,13 @@ def _measure(impl: Implementation, params, inputs, *, repeats: int, time_budget:
   fields: dict[str, Any] = {}
   fn = impl.build(params)
   _timing.reset_peak_rss()
+  before = _timing.device_memory()
+  peak_before = (before or {}).get("peak_bytes_in_use", 0)
   if impl.jit:
-    fn, fields["compile_s"], fields["temp_bytes"] = _timing.compile_jitted(fn, inputs)
+    fn, fields["compile_s"], memory = _timing.compile_jitted(fn, inputs)
+    fields.update(memory)
   else:
-    fields["compile_s"], fields["temp_bytes"] = None, None
+    fields.update(compile_s=None, temp_bytes=None, device_bytes=None)
   start = time.perf_counter()
   output = jax.block_until_ready(fn(*inputs))
   first = time.perf_counter() - start
@@ -70,7 +73,9 @@ def _measure(impl: Implementation, params, inputs, *, repeats: int, time_budget:
     times = _timing.timed_calls(fn, inputs, repeats=count, warmup=0)
   fields["peak_rss_bytes"] = _timing.peak_rss_bytes()
   memory = _timing.device_memory()
-  fields["device_peak_bytes"] = None if memory is None else memory.get("peak_bytes_in_use")
+  # The allocator's peak cannot be reset: keep it only when this row raised it.
+  peak = None if memory is None else memory.get("peak_bytes_in_use")
+  fields["device_peak_bytes"] = peak if peak is not None and peak > peak_before else None
   if impl.sample is not None:
     measured, total = impl.sample(params)
     times = [t * total / measured for t in times]

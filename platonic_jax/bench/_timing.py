@@ -75,14 +75,22 @@ def timed_calls(fn: Callable[..., Any], inputs: Sequence[Any], *, repeats: int,
 
 
 def compile_jitted(fn: Callable[..., Any], inputs: Sequence[Any]):
-  """(compiled executable, seconds to lower and compile, temp bytes or None)."""
+  """(compiled executable, seconds to lower and compile, memory fields).
+
+  The memory fields come from XLA's `memory_analysis`: `temp_bytes`
+  (temporaries) and `device_bytes` (arguments + outputs + temporaries), None
+  where the backend does not report them.
+  """
   start = time.perf_counter()
   compiled = jax.jit(fn).lower(*inputs).compile()
   seconds = time.perf_counter() - start
-  temp = None
+  memory = {"temp_bytes": None, "device_bytes": None}
   try:
     analysis = compiled.memory_analysis()
-    temp = None if analysis is None else int(analysis.temp_size_in_bytes)
   except (AttributeError, NotImplementedError):
-    pass
-  return compiled, seconds, temp
+    analysis = None
+  if analysis is not None:
+    memory["temp_bytes"] = int(analysis.temp_size_in_bytes)
+    memory["device_bytes"] = int(analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+                                 + analysis.temp_size_in_bytes)
+  return compiled, seconds, memory
