@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Any, Callable, Mapping
 
-from platonic_jax import _cka, _cknna, _knn_metrics, _svcca
+from platonic_jax import _cka, _cknna, _knn_metrics, _svcca, _validation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,13 +53,7 @@ def metric_names() -> tuple[str, ...]:
 
 def get_metric(name: str) -> MetricInfo:
   """The registered metric `name`; unknown names raise with the close matches."""
-  try:
-    return _REGISTRY[name]
-  except KeyError:
-    close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-    raise ValueError(
-        f"unknown metric {name!r}.{hint} Registered: {', '.join(metric_names())}.") from None
+  return _validation.lookup(_REGISTRY, name, "metric")
 
 
 # Keyword names of the reference implementation (AlignmentMetrics.measure), so

@@ -8,6 +8,8 @@ round trip, and the kernels are meant to be traced.
 
 from __future__ import annotations
 
+import difflib
+
 import numpy as np
 import jax
 import jax.numpy as jnp
@@ -109,6 +111,17 @@ def neighbour_count(k, n: int, *, minimum: int = 1, name: str = "k") -> int:
 def min_samples(n: int, minimum: int, what: str) -> None:
   if n < minimum:
     raise ValueError(f"{what} needs at least N = {minimum} samples, got N = {n}.")
+
+
+def lookup(registry: dict, name: str, what: str):
+  """`registry[name]`, or a ValueError listing the close matches and every name."""
+  try:
+    return registry[name]
+  except KeyError:
+    close = difflib.get_close_matches(name, registry, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise ValueError(
+        f"unknown {what} {name!r}.{hint} Registered: {', '.join(sorted(registry))}.") from None
 
 
 def choice(value, options, name: str):

@@ -1,5 +1,6 @@
 r"""Runs registered benchmarks and appends one JSON record per measurement.
 
+  python scripts/bench.py                                   # every benchmark, small sizes
   python scripts/bench.py --filter='knn/*' --sizes=small
   python scripts/bench.py --filter='knn/*,cka/*' --sizes=cpu --output=runs/cpu.jsonl
   python scripts/bench.py --output=runs/cpu.jsonl --resume      # continue a killed run
@@ -10,15 +11,18 @@ the others in the same process: inputs are built and materialised first,
 compilation is timed apart, then a warm-up and `--repeats` timed calls with
 `block_until_ready`. The machine's GEMM rate is measured at the start. Rows
 that would not fit in memory or the time budget are recorded as such.
-Render the records with `scripts/report.py`.
+At the end the records are rendered as Markdown next to the output (and
+printed); `scripts/report.py` adds plots.
 
-Expected: `--filter='knn/*' --sizes=small` takes about a minute on a 2-core
-CPU and records 'ours', 'dense_reference', 'numpy_f64', 'gemm_floor' and,
-when faiss-cpu is installed, 'faiss_flat_ip' rows.
+Expected: the default run (all benchmarks, small sizes) takes about a minute
+on a 2-core CPU, offline, and writes runs/bench-small-<time>.jsonl and .md;
+every implementation's alignment column agrees with ours, and FAISS rows read
+'skipped: faiss is not installed' unless `pip install -e ".[bench]"`.
 """
 
 import pathlib
 import sys
+import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
@@ -30,13 +34,14 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("filter", "*", "Comma-separated globs of benchmark names, e.g. 'knn/*'.")
 flags.DEFINE_string("sizes", "small", "Size preset: small (seconds), cpu, gpu.")
 flags.DEFINE_string("output", None, "JSONL file to append records to "
-                    "(default benchmarks/results/records-<sizes>.jsonl).")
+                    "(default runs/bench-<sizes>-<UTC time>.jsonl).")
 flags.DEFINE_bool("resume", False, "Continue an existing output file, skipping recorded rows.")
 flags.DEFINE_integer("repeats", 3, "Timed calls per row after the warm-up.")
 flags.DEFINE_float("time_budget", 120.0, "Seconds one row may take; slower rows are skipped "
                    "(estimated) or timed once.")
 flags.DEFINE_list("implementations", None, "Only these implementations (default: all).")
 flags.DEFINE_bool("list", False, "List the registered benchmarks and their presets, then exit.")
+flags.DEFINE_bool("report", True, "Render the records as Markdown next to the output and print it.")
 
 
 def main(argv):
@@ -51,14 +56,22 @@ def main(argv):
       impls = ", ".join(i.name for i in b.implementations)
       print(f"{name:22s} presets: {', '.join(sorted(b.sizes))}; implementations: {impls}")
     return
-  root = pathlib.Path(__file__).resolve().parents[1]
-  output = pathlib.Path(FLAGS.output or root / "benchmarks" / "results" /
-                        f"records-{FLAGS.sizes}.jsonl")
+  if FLAGS.output:
+    output = pathlib.Path(FLAGS.output)
+  else:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    output = pathlib.Path(__file__).resolve().parents[1] / "runs" / f"bench-{FLAGS.sizes}-{stamp}.jsonl"
   counts = bench.run_benchmarks(
       bench.select_benchmarks(FLAGS.filter), preset=FLAGS.sizes, output=output,
       repeats=FLAGS.repeats, time_budget=FLAGS.time_budget, resume=FLAGS.resume,
       implementations=FLAGS.implementations)
   print(f"records in {output}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+  if FLAGS.report:
+    from platonic_jax.bench import _report
+    page = output.with_suffix(".md")
+    _report.render_report(output, page, title=f"platonic_jax benchmarks ({FLAGS.sizes} sizes)")
+    print(page.read_text())
+    print(f"report in {page}")
 
 
 if __name__ == "__main__":

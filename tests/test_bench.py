@@ -173,3 +173,5 @@ def test_bench_script_resumes_a_killed_run_without_losing_or_repeating(tmp_path)
                  for b in bench.select_benchmarks("knn/*"))
   assert len(after) == expected
   assert f"resumed {len(before)}" in log
+  page = out.with_suffix(".md").read_text()
+  assert "### knn/mutual" in page and "### knn/precision" in page

@@ -130,3 +130,18 @@ def test_svcca_methods_agree_with_reference(seed, method):
   for cca_dim in (3, 10):
     np.testing.assert_allclose(np.asarray(pj.svcca_correlations(a, b, cca_dim, method=method)),
                                reference.svcca_correlations(a, b, cca_dim), atol=1e-4)
+
+
+@pytest.mark.parametrize("offset", [200.0, 1000.0])
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_streaming_linear_cka_is_stable_under_a_large_mean_offset(offset, unbiased):
+  a, b = _pair(7, (2000, 64, 32, 0))
+  a, b = a + np.float32(offset), b - np.float32(offset)
+  a64, b64 = a.astype(np.float64), b.astype(np.float64)
+  # HSIC is exactly invariant to a feature shift, so the float64 reference is
+  # evaluated on centred copies of the same float32 inputs: evaluated as is,
+  # the uncentred float64 formula itself cancels badly at these offsets.
+  expected = reference.cka(a64 - a64.mean(0), b64 - b64.mean(0), unbiased=unbiased)
+  for chunk_size in (256, 4096):
+    got = pj.cka(a, b, unbiased=unbiased, method="features", chunk_size=chunk_size)
+    np.testing.assert_allclose(float(got), expected, atol=1e-5)

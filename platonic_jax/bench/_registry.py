@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import fnmatch
 from typing import Any, Callable, Mapping, Sequence
+
+from platonic_jax import _validation
 
 Params = Mapping[str, Any]
 
@@ -93,13 +94,8 @@ def benchmark_names() -> tuple[str, ...]:
 
 
 def get_benchmark(name: str) -> Benchmark:
-  try:
-    return _BENCHMARKS[name]
-  except KeyError:
-    close = difflib.get_close_matches(name, _BENCHMARKS, n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-    raise ValueError(f"unknown benchmark {name!r}.{hint} Registered: "
-                     f"{', '.join(benchmark_names())}.") from None
+  """The registered benchmark `name`; unknown names raise with the close matches."""
+  return _validation.lookup(_BENCHMARKS, name, "benchmark")
 
 
 def select_benchmarks(pattern: str) -> list[Benchmark]:
