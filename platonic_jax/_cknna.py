@@ -81,7 +81,7 @@ def _with_self(x, values, index, k):
   n = x.shape[0]
   self_sim = jnp.sum(x * x, axis=1).astype(values.dtype)[:, None]
   self_idx = jnp.arange(n, dtype=index.dtype)[:, None]
-  return _knn.merge_any(values, index, self_sim, self_idx, k)
+  return _knn.merge(values, index, self_sim, self_idx, k)
 
 
 def _constant(a, b):

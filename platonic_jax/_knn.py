@@ -5,19 +5,18 @@ the largest x_i . x_j, ordered by descending similarity, ties broken by the
 lower index. The tiled path never holds more than one `[tile, tile]` block of
 the Gram matrix, which is what lets N go far past N x N memory.
 
-Two facts make the tiled path fast and exact:
+Three facts make the tiled path fast and exact:
 
 * Group pre-selection. A row of a tile is cut into groups of g consecutive
   columns. The top k of the row lie inside the k groups with the largest
   maxima (ranked by (max desc, group asc)): any element outside them is
   outranked by k group maxima. So selection touches c/g + k*g values instead
-  of c, and the final stable `top_k` over candidates kept in ascending index
-  order gives the lower-index tie-break.
+  of c.
 * Symmetry. The self-similarity Gram is symmetric, so the tile (i, j), i <= j,
-  serves row block i (as is) and row block j (transposed). Tiles are visited
-  column-major (j outer, i inner); then every row block receives its column
-  blocks in ascending order, and merging a new block's candidates *after* the
-  running list in a stable `top_k` keeps the tie-break exact.
+  serves row block i (its rows) and row block j (its columns, read in place).
+* Order-free selection. Every selection and merge ranks candidates by
+  (value desc, index asc) explicitly (`select_top_k`), so blocks may arrive in
+  any order (symmetric tiles, the device ring) and the tie-break stays exact.
 """
 
 from __future__ import annotations
@@ -74,54 +73,85 @@ def _group_size(columns: int, k: int) -> int:
   return max(g, 1)
 
 
+_EXTRACTION_MAX_K = 16  # up to here k max-extractions beat a sort's per-row cost on CPU
+_NO_INDEX = jnp.iinfo(jnp.int32).max
+
+
+def select_top_k(values: Float[Array, "r c"], index: Int[Array, "r c"], k: int):
+  """The k best of each row's candidates by (value desc, index asc), in that order.
+
+  Candidates may come in any order and from any blocks (indices distinct
+  within a row, except that sentinel entries of value -inf may repeat). For
+  small k this is k vectorised max-extractions, O(r c k); otherwise one
+  lexicographic sort, O(r c log c).
+  """
+  if k > _EXTRACTION_MAX_K:
+    neg, index = lax.sort((-values, index), dimension=1, num_keys=2)
+    return -neg[:, :k], index[:, :k]
+  rows = values.shape[0]
+
+  def extract(j, carry):
+    values, index, best_values, best_index = carry
+    top = values.max(axis=1, keepdims=True)
+    chosen = jnp.min(jnp.where(values == top, index, _NO_INDEX), axis=1, keepdims=True)
+    taken = index == chosen
+    return (jnp.where(taken, _NEG_INF, values), jnp.where(taken, _NO_INDEX, index),
+            best_values.at[:, j].set(top[:, 0]), best_index.at[:, j].set(chosen[:, 0]))
+
+  init = (values, index, jnp.zeros((rows, k), values.dtype), jnp.zeros((rows, k), index.dtype))
+  return lax.fori_loop(0, k, extract, init)[2:]
+
+
 def block_top_k(
-    s: Float[Array, "r c"], k: int, column_offset, approx_recall: float | None = None
-) -> tuple[Float[Array, "r k"], Int[Array, "r k"]]:
-  """Top k of each row of a similarity block, ties to the lower column.
+    s: Float[Array, "r c"], k: int, offset, approx_recall: float | None = None, *,
+    axis: int = 1,
+) -> tuple[Float[Array, "m k"], Int[Array, "m k"]]:
+  """Top k along `axis` of a similarity block, ties to the lower index.
 
-  Returns values sorted descending and global column indices
-  (`column_offset + local column`). Cost: O(r * (c/g + k*g)) selection work with
-  g = `_group_size(c, k)`, plus one O(r*c) max-reduction. With `approx_recall`
-  the selection is `lax.approx_max_k` at that recall target (approximate on
-  TPU; XLA computes it exactly on CPU and GPU).
+  `axis=1`: each row's top k among the columns (global index `offset + column`);
+  `axis=0`: each column's top k among the rows (global `offset + row`),
+  without transposing the block. Values come sorted descending.
+
+  Cost: one O(r c) max-reduction into groups of g consecutive entries, then
+  selection among c/g group maxima and k g candidates (g = `_group_size`).
+  With `approx_recall` the selection is `lax.approx_max_k` at that recall
+  target (approximate on TPU; XLA computes it exactly on CPU and GPU).
   """
-  r, c = s.shape
+  if axis == 0:
+    s_lines = s.T  # only materialised on the small-block and approximate paths below
+  r, c = s.shape if axis == 1 else s.shape[::-1]
   if approx_recall is not None:
-    values, cols = lax.approx_max_k(s, k, recall_target=approx_recall)
-    return values, cols.astype(jnp.int32) + column_offset
-  if c < k:  # narrow block (many shards, k near N): -inf columns never survive the merges
-    s = jnp.pad(s, ((0, 0), (0, k - c)), constant_values=_NEG_INF)
-    c = k
+    values, local = lax.approx_max_k(s if axis == 1 else s_lines, k, recall_target=approx_recall)
+    return values, local.astype(jnp.int32) + offset
   g = _group_size(c, k)
-  if g == 1:
-    values, cols = lax.top_k(s, k)
-    return values, cols + column_offset
-  grouped = s.reshape(r, c // g, g)
-  _, groups = lax.top_k(grouped.max(axis=-1), k)
-  groups = jnp.sort(groups, axis=-1)
-  candidates = jnp.take_along_axis(grouped, groups[:, :, None], axis=1).reshape(r, k * g)
-  candidate_cols = (groups[:, :, None] * g + jnp.arange(g, dtype=groups.dtype)).reshape(r, k * g)
-  values, pos = lax.top_k(candidates, k)
-  return values, jnp.take_along_axis(candidate_cols, pos, axis=1) + column_offset
+  if g == 1 or c < k:
+    lines = s if axis == 1 else s_lines
+    if c < k:  # narrow block (many shards, k near N): -inf entries never survive the merges
+      lines = jnp.pad(lines, ((0, 0), (0, k - c)), constant_values=_NEG_INF)
+    local = jnp.broadcast_to(jnp.arange(lines.shape[1], dtype=jnp.int32), lines.shape)
+    values, chosen = select_top_k(lines, local, k)
+    return values, chosen + offset
+  if axis == 1:
+    grouped = s.reshape(r, c // g, g)
+    group_max = grouped.max(axis=2)
+  else:
+    grouped = s.reshape(c // g, g, r)  # rows of s in groups: [group, member, line]
+    group_max = grouped.max(axis=1).T
+  group_ids = jnp.broadcast_to(jnp.arange(c // g, dtype=jnp.int32), group_max.shape)
+  _, groups = select_top_k(group_max, group_ids, k)
+  if axis == 1:
+    candidates = jnp.take_along_axis(grouped, groups[:, :, None], axis=1)
+  else:
+    candidates = grouped[groups, :, jnp.arange(r)[:, None]]
+  local = (groups[:, :, None] * g + jnp.arange(g, dtype=jnp.int32)).reshape(r, k * g)
+  values, chosen = select_top_k(candidates.reshape(r, k * g), local, k)
+  return values, chosen + offset
 
 
-def merge_ascending(run_values, run_index, new_values, new_index, k: int):
-  """Merges a block whose indices all exceed those already in the running list."""
-  values, pos = lax.top_k(jnp.concatenate([run_values, new_values], axis=-1), k)
-  index = jnp.take_along_axis(jnp.concatenate([run_index, new_index], axis=-1), pos, axis=-1)
-  return values, index
-
-
-def merge_any(run_values, run_index, new_values, new_index, k: int):
-  """Merges two top-k lists with no order between their indices.
-
-  A lexicographic sort on (-value, index) of 2k entries per row: used where
-  blocks arrive out of index order (the device ring).
-  """
-  values = jnp.concatenate([run_values, new_values], axis=-1)
-  index = jnp.concatenate([run_index, new_index], axis=-1)
-  neg, index = lax.sort((-values, index), dimension=values.ndim - 1, num_keys=2)
-  return -neg[..., :k], index[..., :k]
+def merge(run_values, run_index, new_values, new_index, k: int):
+  """Merges two top-k lists (any index order) into the top k by (value desc, index asc)."""
+  return select_top_k(jnp.concatenate([run_values, new_values], axis=-1),
+                      jnp.concatenate([run_index, new_index], axis=-1), k)
 
 
 def self_knn_dense(x: jax.Array, k: int, precision: str = "highest"):
@@ -184,13 +214,13 @@ def self_knn_tiled(x: jax.Array, k: int, precision: str = "highest", tile_size: 
 
     def transposed_update(vi):
       v, ix = vi
-      cv, ci = block_top_k(s.T, k, i * tile, approx_recall)
-      nv, ni = merge_ascending(v[j], ix[j], cv, ci, k)
+      cv, ci = block_top_k(s, k, i * tile, approx_recall, axis=0)
+      nv, ni = merge(v[j], ix[j], cv, ci, k)
       return v.at[j].set(nv), ix.at[j].set(ni)
 
     values, index = lax.cond(i == j, lambda vi: vi, transposed_update, (values, index))
     rv, ri = block_top_k(s, k, j * tile, approx_recall)
-    nv, ni = merge_ascending(values[i], index[i], rv, ri, k)
+    nv, ni = merge(values[i], index[i], rv, ri, k)
     return (values.at[i].set(nv), index.at[i].set(ni)), None
 
   (values, index), _ = lax.scan(step, init, (jnp.asarray(rows_of_pairs), jnp.asarray(cols_of_pairs)))
@@ -218,7 +248,7 @@ def query_knn_tiled(q, db, k: int, *, q_offset, db_offset, n_valid: int, precisi
       s = similarity(q_tiles[r], db_tiles[c], precision).astype(jnp.float32)
       valid = (cols[None, :] < n_valid) & (rows[:, None] != cols[None, :])
       v, i = block_top_k(jnp.where(valid, s, _NEG_INF), k, db_offset + c * tile, approx_recall)
-      return merge_ascending(*state, v, i, k), None
+      return merge(*state, v, i, k), None
 
     init = (jnp.full((tile, k), _NEG_INF, jnp.float32), jnp.full((tile, k), -1, jnp.int32))
     state, _ = lax.scan(column_tile, init, jnp.arange(db_tiles.shape[0]))
@@ -235,7 +265,7 @@ def ring_knn(x_local, k: int, *, axes, shards: int, n_valid: int, precision: str
   Each device keeps its query rows and running top-k; database blocks travel
   around the ring with `lax.ppermute` (device j sends to j - 1), and the next
   block's transfer is issued before the current block's GEMMs so the two can
-  overlap. Blocks arrive out of index order, so merges use `merge_any`.
+  overlap. `merge` orders by (value, index), so arrival order does not matter.
   Per device: O(N^2 D / P) time, O(N D / P + N k / P + tile^2) memory.
   """
   me = lax.axis_index(axes)
@@ -252,11 +282,11 @@ def ring_knn(x_local, k: int, *, axes, shards: int, n_valid: int, precision: str
   def step(carry, s):
     state, db = carry
     incoming = lax.ppermute(db, axes, permutation)
-    return (merge_any(*state, *against(db, s), k), incoming), None
+    return (merge(*state, *against(db, s), k), incoming), None
 
   init = (jnp.full((n_local, k), _NEG_INF, jnp.float32), jnp.full((n_local, k), -1, jnp.int32))
   (state, last), _ = lax.scan(step, (init, blocks), jnp.arange(shards - 1))
-  return merge_any(*state, *against(last, shards - 1), k)
+  return merge(*state, *against(last, shards - 1), k)
 
 
 def sharded_knn(x, k: int, mesh, axes, precision: str, tile_size: int | None,
