@@ -72,7 +72,8 @@ def resolve_hyperparameters(info: MetricInfo, hyperparameters: Mapping[str, Any]
     if key not in info.hyperparameters:
       raise ValueError(
           f"metric {info.name!r} takes no hyper-parameter {key!r}; it accepts "
-          f"{sorted(info.hyperparameters) or 'none'}.")
+          f"{sorted(info.hyperparameters) or 'none'} (and the reference's spellings "
+          f"{', '.join(f'{ref}={ours}' for ref, ours in _REFERENCE_KEYWORDS.items())}).")
     kwargs[key] = value
   return kwargs
 

@@ -118,7 +118,9 @@ def lookup(registry: dict, name: str, what: str):
   try:
     return registry[name]
   except KeyError:
-    close = difflib.get_close_matches(name, registry, n=3, cutoff=0.5)
+    folded = {key.lower(): key for key in registry}  # 'CKA' suggests 'cka'
+    close = [folded[m] for m in difflib.get_close_matches(str(name).lower(), folded, n=3,
+                                                          cutoff=0.5)]
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
     raise ValueError(
         f"unknown {what} {name!r}.{hint} Registered: {', '.join(sorted(registry))}.") from None
