@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import pytest
 
 from platonic_jax import bench
-from platonic_jax.bench import _records, _runner
+from platonic_jax.bench import _runner
+import platonic_jax.bench.definitions  # noqa: F401  (registers the built-in benchmarks)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -26,12 +27,11 @@ def _toy(name, **overrides):
       name=name, description="toy", sizes={"small": [{"n": 8, "scale": 2.0},
                                                      {"n": 16, "scale": 2.0}]},
       setup=lambda p: (jnp.arange(p["n"], dtype=jnp.float32),), implementations=impls,
-      floor_flops=lambda p: float(p["n"]), alignment=lambda out, p: {"total": out},
+      floor_flops=lambda p: float(p["n"]), alignment=lambda out, p, impl: {"total": out},
       **overrides)
 
 
 def test_registry_by_name_and_glob():
-  import benchmarks  # noqa: F401
   names = bench.benchmark_names()
   assert {"knn/mutual", "knn/precision", "cka/linear/unbiased", "cka/linear/biased", "cknna",
           "zoo/all_pairs"} <= set(names)
@@ -49,9 +49,9 @@ def test_registry_by_name_and_glob():
 def test_benchmark_definition_checks():
   with pytest.raises(ValueError, match="first implementation must be 'ours'"):
     _toy("x", implementations=[bench.Implementation("other", lambda p: lambda x: x)])
-  bench.register_benchmark(_toy("test/registered_once"))
-  with pytest.raises(ValueError, match="already registered"):
-    bench.register_benchmark(_toy("test/registered_once"))
+  with bench.registered(_toy("test/registered_once")):
+    with pytest.raises(ValueError, match="already registered"):
+      bench.register_benchmark(_toy("test/registered_once"))
 
 
 def test_runner_records_every_row_with_statistics_and_environment(tmp_path):
@@ -120,13 +120,13 @@ def test_sampled_baselines_are_scaled_and_marked(tmp_path):
 
 def test_partial_last_line_is_ignored_and_trimmed(tmp_path):
   out = tmp_path / "r.jsonl"
-  writer = _records.RecordWriter(out)
+  writer = bench.RecordWriter(out)
   writer.write({"benchmark": "b", "implementation": "ours", "params": {"n": 1}, "env": {}})
   with open(out, "ab") as f:
     f.write(b'{"benchmark": "b", "implem')  # a crash in the middle of a write
   assert len(bench.load_records(out)) == 1
-  _records.RecordWriter(out).write({"benchmark": "b", "implementation": "x", "params": {},
-                                    "env": {}})
+  bench.RecordWriter(out).write({"benchmark": "b", "implementation": "x", "params": {},
+                                "env": {}})
   lines = out.read_text().splitlines()
   assert len(lines) == 2 and all(json.loads(line) for line in lines)
 
@@ -165,10 +165,10 @@ def test_bench_script_resumes_a_killed_run_without_losing_or_repeating(tmp_path)
   log = second.communicate(timeout=300)[0]
   assert second.returncode == 0, log[-3000:]
   after = bench.load_records(out)
-  keys = [_records.key_of(r) for r in after]
+  keys = [bench.record_key(r["benchmark"], r["implementation"], r["params"], r["env"])
+          for r in after]
   assert len(keys) == len(set(keys)), "a row was measured twice"
   assert after[: len(before)] == before, "a completed record changed"
-  import benchmarks  # noqa: F401
   expected = sum(len(b.sizes["small"]) * len(b.implementations)
                  for b in bench.select_benchmarks("knn/*"))
   assert len(after) == expected

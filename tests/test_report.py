@@ -1,4 +1,4 @@
-"""Benchmark records to Markdown tables and PNG plots (platonic_jax.bench._report)."""
+"""Benchmark records to Markdown tables and PNG plots (platonic_jax.bench reports)."""
 
 import json
 import pathlib
@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from platonic_jax.bench import _report
+from platonic_jax import bench
+from platonic_jax.bench import _format
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -96,22 +97,22 @@ def test_load_records_skips_blank_lines_and_a_half_written_last_line(tmp_path):
   records = synthetic_records()[:3]
   path = write_jsonl(tmp_path / "r.jsonl", records[:2],
                      tail="\n   \n" + json.dumps(records[2]) + "\n" + '{"benchmark": "knn/mu')
-  loaded = _report.load_records(path)
+  loaded = bench.load_records(path)
   assert loaded == records
-  assert _report.load_records(write_jsonl(tmp_path / "empty.jsonl", [])) == []
+  assert bench.load_records(write_jsonl(tmp_path / "empty.jsonl", [])) == []
 
 
 def test_load_records_rejects_a_corrupt_complete_line(tmp_path):
   path = tmp_path / "r.jsonl"
   path.write_text(json.dumps(synthetic_records()[0]) + "\n{not json\n")
   with pytest.raises(ValueError, match=r"r.jsonl:2"):
-    _report.load_records(path)
+    bench.load_records(path)
   with pytest.warns(UserWarning, match="skipped"):
-    assert len(_report.load_records(path, strict=False)) == 1
+    assert len(bench.load_records(path, strict=False)) == 1
 
 
 def test_table_cells_match_the_records():
-  page = _report.render_markdown(synthetic_records(), title="Bench")
+  page = bench.render_markdown(synthetic_records(), title="Bench")
   assert page.startswith("# Bench\n")
   header, rows = table(page, "### knn/mutual")
   assert header[:2] == ["n", "`ours`"]  # d, k and precision are constant
@@ -158,7 +159,7 @@ def test_environment_section_comes_from_the_newest_record():
   records = synthetic_records()
   records[0] = {**records[0], "env": {**ENV, "git_commit": "def456", "gemm_gflops": 175.0},
                 "recorded_at": "2026-11-27T10:30:00Z"}
-  page = _report.render_markdown(records, title="Bench")
+  page = bench.render_markdown(records, title="Bench")
   environment = page[page.index("## Environment"):page.index("## cka")]
   for text in ("1 x cpu", "`cpu`", "jax 0.10.2, jaxlib 0.10.2", "AMD EPYC 7B13 (2 cores)",
                "175 GFLOP/s", "`def456`", "2026-11-26 04:00 to 2026-11-27 10:30 UTC",
@@ -168,26 +169,26 @@ def test_environment_section_comes_from_the_newest_record():
 
 def test_the_newest_duplicate_wins_and_the_page_is_deterministic():
   records = synthetic_records()
-  page = _report.render_markdown(records, title="Bench")
+  page = bench.render_markdown(records, title="Bench")
   header, rows = table(page, "### knn/mutual")
   assert cell(header, by_n(rows, header)["1024"], "`ours`") == "10.0 ms"  # not the older 99 s
   assert "99.0 s" not in page
 
   newer = record("knn/mutual", "ours", 1024, median=0.020, at="2026-11-28T00:00:00Z")
-  header, rows = table(_report.render_markdown(records + [newer], title="Bench"),
+  header, rows = table(bench.render_markdown(records + [newer], title="Bench"),
                        "### knn/mutual")
   assert cell(header, by_n(rows, header)["1024"], "`ours`") == "20.0 ms"
 
   shuffled = list(records)
   random.Random(0).shuffle(shuffled)
-  assert _report.render_markdown(shuffled, title="Bench") == page
+  assert bench.render_markdown(shuffled, title="Bench") == page
 
 
 def test_records_from_two_machines_are_never_compared():
   gpu_env = {**ENV, "backend": "gpu", "device_kind": "NVIDIA H100", "device_count": 1}
   records = synthetic_records() + [
       {**record("knn/mutual", "ours", 1024, median=0.001), "env": gpu_env}]
-  page = _report.render_markdown(records, title="Bench")
+  page = bench.render_markdown(records, title="Bench")
   assert "## 1 x cpu" in page and "## 1 x NVIDIA H100" in page
   gpu = page[page.index("## 1 x NVIDIA H100"):]
   header, rows = table(gpu, "#### knn/mutual")
@@ -198,18 +199,18 @@ def test_records_from_two_machines_are_never_compared():
 
 def test_plots_are_pngs(tmp_path):
   pytest.importorskip("matplotlib")
-  paths = _report.render_plots(synthetic_records(), tmp_path / "plots")
+  paths = bench.render_plots(synthetic_records(), tmp_path / "plots")
   assert [p.name for p in paths] == ["cka_linear.png", "knn_mutual.png"]
   for path in paths:
     assert path.read_bytes()[:8] == PNG_MAGIC
   # A benchmark with a single n gets no plot.
-  assert _report.render_plots(synthetic_records()[-1:], tmp_path / "none") == []
+  assert bench.render_plots(synthetic_records()[-1:], tmp_path / "none") == []
 
 
 def test_plots_without_matplotlib_say_what_to_install(tmp_path, monkeypatch):
   monkeypatch.setitem(sys.modules, "matplotlib", None)
   with pytest.raises(ImportError, match=r"pip install 'platonic_jax\[bench\]'"):
-    _report.render_plots(synthetic_records(), tmp_path)
+    bench.render_plots(synthetic_records(), tmp_path)
 
 
 def test_render_report_embeds_plots_and_leaves_no_temporary_files(tmp_path):
@@ -218,7 +219,7 @@ def test_render_report_embeds_plots_and_leaves_no_temporary_files(tmp_path):
   page = tmp_path / "site" / "results.md"
   page.parent.mkdir()
   page.write_text("stale")
-  written = _report.render_report(records, page, plots_dir=tmp_path / "site" / "plots",
+  written = bench.render_report(records, page, plots_dir=tmp_path / "site" / "plots",
                                   title="CPU results")
   assert written[0] == page and len(written) == 3
   text = page.read_text()
@@ -243,14 +244,14 @@ def test_script_writes_the_report(tmp_path):
 
 
 def test_formatting_helpers():
-  assert _report._format_seconds(42e-6) == "42.0 µs"
-  assert _report._format_seconds(0.5) == "500 ms"
-  assert _report._format_seconds(119.0) == "119 s"
-  assert _report._format_seconds(600.0) == "10.0 min"
-  assert _report._format_bytes(512 * 2**10) == "512 KiB"
-  assert _report._sig3(99.96) == "100"
-  assert _report._sig3(0.012345) == "0.0123"
-  assert _report._format_score([0.5, 0.25]) == "0.5000, 0.2500"
-  assert _report._format_score([0.1, 0.2, 0.3, 0.4]) == "mean 0.2500 of 4"
-  assert _report._format_counts([512, 2048]) == ["$2^{9}$", "$2^{11}$"]
-  assert _report._format_counts([1000, 2048]) == ["1,000", "2,048"]
+  assert _format.format_seconds(42e-6) == "42.0 µs"
+  assert _format.format_seconds(0.5) == "500 ms"
+  assert _format.format_seconds(119.0) == "119 s"
+  assert _format.format_seconds(600.0) == "10.0 min"
+  assert _format.format_bytes(512 * 2**10) == "512 KiB"
+  assert _format.sig3(99.96) == "100"
+  assert _format.sig3(0.012345) == "0.0123"
+  assert _format.format_score([0.5, 0.25]) == "0.5000, 0.2500"
+  assert _format.format_score([0.1, 0.2, 0.3, 0.4]) == "mean 0.2500 of 4"
+  assert _format.format_counts([512, 2048]) == ["$2^{9}$", "$2^{11}$"]
+  assert _format.format_counts([1000, 2048]) == ["1,000", "2,048"]

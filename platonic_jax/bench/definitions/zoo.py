@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import platonic_jax as pj
-from benchmarks import common
+from platonic_jax.bench.definitions import common
 from platonic_jax.bench import Benchmark, Implementation, register_benchmark
 
 _SAMPLE_PAIRS = 8
@@ -68,8 +68,8 @@ def _recompute(params):
   return fn
 
 
-def _alignment(out, params):
-  if isinstance(out, tuple):
+def _alignment(out, params, implementation):
+  if implementation == "ours":
     scores, best = out
     off_diagonal = ~np.eye(params["m"], dtype=bool)
     return {"best_layer_mutual_knn": scores, "best_layers": best,
