@@ -17,14 +17,15 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 python3 -c "import jax; assert jax.default_backend() == 'gpu', jax.devices()" || exit 1
 device=$(python3 -c "import jax; print(jax.devices()[0].device_kind.lower().replace(' ', '-'))")
 
-# Correctness on the device: the kNN tie-break, every metric against the float64 references.
-timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_knn.py \
-  tests/test_metrics_vs_reference.py > "$out_dir/device-check.log" 2>&1
+# Correctness on the device: the kNN tie-break, every metric against the float64 references,
+# the transforms (jit, vmap, grad). BUILD_NOTES.md names these same files.
+timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_knn.py \
+  tests/test_metrics_vs_reference.py tests/test_transforms.py > "$out_dir/device-check.log" 2>&1
 echo "device check exit status $? (log: $out_dir/device-check.log)"; tail -3 "$out_dir/device-check.log"
 
 records="$out_dir/records-gpu-$device.jsonl"
 python3 scripts/bench.py --filter='knn/*,cka/*,cknna,zoo/*' --sizes=gpu --output="$records" \
   --resume --repeats=3 --time_budget=60 \
-  --implementations=ours,dense_reference,dense_gram,gemm_floor,recompute_per_pair
+  --implementations=ours,dense_reference,dense_gram,gemm_only,recompute_per_pair
 python3 scripts/report.py --records="$records" --out="$out_dir/$device.md" \
   --title="platonic_jax benchmarks on $device"
