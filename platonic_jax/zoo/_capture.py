@@ -127,7 +127,7 @@ def nnx_layer_features(module: nnx.Module, x: Any, *,
   batch = jax.tree.leaves(x)[0].shape[0]
   _, captured = nnx.capture(module, nnx.Intermediate, method_outputs=method_outputs)(
       x, **call_kwargs)
-  flat = {path: var.get_value() for path, var in captured.flat_state()}
+  flat = {path: var.get_value() for path, var in nnx.to_flat_state(captured)}
   return _select_and_pool(_named_outputs(flat), batch, include, token_pooling, mask)
 
 
