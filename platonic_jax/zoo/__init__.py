@@ -2,6 +2,16 @@
 training, every layer's features, and adapters for external Flax models."""
 
 # -- datasets --
+from platonic_jax.zoo._data import DatasetNotPreparedError
+from platonic_jax.zoo._data import DatasetSpec
+from platonic_jax.zoo._data import dataset_names
+from platonic_jax.zoo._data import dataset_spec
+from platonic_jax.zoo._data import load_dataset
+from platonic_jax.zoo._data import prepare_datasets
+from platonic_jax.zoo._data import resolve_data_dir
+from platonic_jax.zoo._world import WorldConfig
+from platonic_jax.zoo._world_render import caption_text
+from platonic_jax.zoo._world_render import generate_world
 # -- models, training, checkpoints, features --
 from platonic_jax.zoo._capture import layer_features
 from platonic_jax.zoo._capture import layer_names
