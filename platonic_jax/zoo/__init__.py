@@ -18,7 +18,14 @@ from platonic_jax.zoo._capture import layer_names
 from platonic_jax.zoo._capture import linen_layer_features
 from platonic_jax.zoo._capture import nnx_layer_features
 from platonic_jax.zoo._capture import pool_output
+from platonic_jax.zoo._extract import extract_features
+from platonic_jax.zoo._extract import raw_input_features
 from platonic_jax.zoo._families import EncoderFamily
 from platonic_jax.zoo._families import encoder_families
 from platonic_jax.zoo._families import make_encoder
+from platonic_jax.zoo._feature_store import load_layer_features
+from platonic_jax.zoo._feature_store import save_layer_features
+from platonic_jax.zoo._zoo_features import extract_zoo_features
+from platonic_jax.zoo._zoo_features import features_path
+from platonic_jax.zoo._zoo_features import zoo_members
 # -- adapters --
