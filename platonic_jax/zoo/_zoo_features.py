@@ -5,7 +5,8 @@ each requested checkpoint's encoder, streams one dataset split through it
 (`extract_features`) and writes one feature-store entry per checkpoint:
 
   <output_dir>/<split>/<member>/step_<step, 6 digits>.safetensors / .json
-  <output_dir>/<split>/raw-<dataset>-<modality>/step_000000.*   (raw-input baseline)
+  <output_dir>/<split>/raw-<dataset>-<modality>/step_000000.*   (raw-input baseline;
+                                                              '/' in a dataset name -> '_')
 
 An entry already written for the same dataset, split and samples is skipped,
 so an interrupted run resumes where it stopped.
@@ -179,7 +180,7 @@ def extract_zoo_features(zoo_dir: str | os.PathLike, output_dir: str | os.PathLi
 
 def _write_raw(output_dir, inputs, ids, base: dict, spec, log) -> pathlib.Path:
   modality, dataset = base["modality"], base["dataset"]
-  member = f"raw-{dataset}-{modality}"
+  member = f"raw-{dataset.replace('/', '_')}-{modality}"  # 'world/small' -> one directory
   path = features_path(output_dir, base["split"], member, 0)
   expected = dict(base, model=member, step=0)
   if _already_written(path, expected):
