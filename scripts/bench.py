@@ -32,7 +32,6 @@ import time
 from absl import app
 from absl import flags
 from absl import logging
-import jax
 
 from platonic_jax import bench
 import platonic_jax.bench.definitions  # noqa: F401  (registers the built-in benchmarks)
@@ -75,10 +74,6 @@ def main(argv):
       impls = ", ".join(i.name for i in b.implementations)
       print(f"{name:22s} presets: {', '.join(sorted(b.sizes))}; implementations: {impls}")
     return
-  if FLAGS.devices is not None and FLAGS.devices > jax.device_count():
-    raise app.UsageError(
-        f"--devices={FLAGS.devices} but {jax.device_count()} {jax.default_backend()} devices "
-        "are present (on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N).")
   if FLAGS.output:
     output = pathlib.Path(FLAGS.output)
   else:

@@ -17,13 +17,13 @@ small-sample bias of the biased estimator.
 
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 import jax
 import numpy as np
 
 import platonic_jax as pj
+from platonic_jax import bench
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("n", 2048, "Samples.")
@@ -55,7 +55,7 @@ def hyperparameters(name, k, cca_dim):
 
 
 def main(argv):
-  del argv
+  bench.reject_arguments(argv)
   logging.set_verbosity(logging.WARNING)  # hides JAX's "no TPU found" notice on CPU
   a, b = synthetic_pair(FLAGS.n, FLAGS.da, FLAGS.db, FLAGS.latent, FLAGS.shared, FLAGS.seed)
   a, b = pj.prepare_features(a), pj.prepare_features(b)
@@ -79,4 +79,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  bench.run_script(main)

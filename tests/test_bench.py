@@ -1,5 +1,6 @@
 """Benchmark registry, runner, records and the bench script (tiny sizes)."""
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -9,6 +10,7 @@ import sys
 import time
 
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from platonic_jax import bench
@@ -23,12 +25,12 @@ def _toy(name, **overrides):
       bench.Implementation("ours", lambda p: lambda x: jnp.sum(x) * p["scale"]),
       bench.Implementation("slow_baseline", lambda p: lambda x: jnp.sum(jnp.sort(x)) * p["scale"]),
   ])
-  return bench.Benchmark(
+  fields = dict(
       name=name, description="toy", sizes={"small": [{"n": 8, "scale": 2.0},
                                                      {"n": 16, "scale": 2.0}]},
       setup=lambda p: (jnp.arange(p["n"], dtype=jnp.float32),), implementations=impls,
-      floor_flops=lambda p: float(p["n"]), alignment=lambda out, p, impl: {"total": out},
-      **overrides)
+      floor_flops=lambda p: float(p["n"]), alignment=lambda out, p, impl: {"total": out})
+  return bench.Benchmark(**{**fields, **overrides})
 
 
 def test_registry_by_name_and_glob():
@@ -175,3 +177,135 @@ def test_bench_script_resumes_a_killed_run_without_losing_or_repeating(tmp_path)
   assert f"resumed {len(before)}" in log
   page = out.with_suffix(".md").read_text()
   assert "### knn/mutual" in page and "### knn/precision" in page
+
+
+class _Stream:
+  def __init__(self):
+    self.text = ""
+
+  def write(self, s):
+    self.text += s
+
+  def flush(self):
+    pass
+
+
+def test_registered_adds_for_the_block_only_and_leaves_nothing_behind():
+  before = bench.benchmark_names()
+  with bench.registered(_toy("test/temp_a"), _toy("test/temp_b")):
+    assert [b.name for b in bench.select_benchmarks("test/temp_*")] == ["test/temp_a",
+                                                                        "test/temp_b"]
+  assert bench.benchmark_names() == before
+  with pytest.raises(RuntimeError, match="inside"):
+    with bench.registered(_toy("test/temp_a")):
+      raise RuntimeError("inside")
+  with pytest.raises(ValueError, match="already registered"):
+    with bench.registered(_toy("test/temp_c"), _toy("test/temp_c")):
+      pass
+  assert bench.benchmark_names() == before
+
+
+def test_lookup_suggests_names_case_insensitively():
+  with pytest.raises(ValueError, match=r"unknown benchmark 'KNN/Mutual'\. Did you mean 'knn/mutual'"):
+    bench.get_benchmark("KNN/Mutual")
+
+
+def test_presets_are_one_fixed_set():
+  with pytest.raises(ValueError, match=r"unknown size presets \['approx'\]"):
+    _toy("x", sizes={"small": [{"n": 8, "scale": 1.0}], "approx": []})
+  for name in bench.benchmark_names():
+    assert set(bench.get_benchmark(name).sizes) == set(bench.PRESETS), name
+  approx = [p for p in bench.get_benchmark("knn/precision").sizes["gpu"] if "approx_recall" in p]
+  assert approx == [{"n": 262144, "d": 1024, "k": 10, "precision": "highest",
+                     "approx_recall": 0.95}]
+
+
+def test_alignment_is_told_which_implementation_produced_the_output(tmp_path):
+  toy = _toy("test/told", alignment=lambda out, p, impl: {"by": len(impl), "total": out})
+  out = tmp_path / "r.jsonl"
+  bench.run_benchmarks([toy], preset="small", output=out, gemm_gflops=1.0, stream=_Stream())
+  for r in bench.load_records(out):
+    assert r["alignment"]["by"] == len(r["implementation"])
+
+
+def test_builtin_alignment_hooks_skip_the_gemm_only_rows():
+  for name in ("knn/mutual", "cka/linear/biased"):
+    benchmark = bench.get_benchmark(name)
+    params = benchmark.sizes["small"][0]
+    assert benchmark.alignment((1.0, 2.0), params, "gemm_only") == {}
+    assert list(benchmark.alignment(0.5, params, "ours").values()) == [0.5]
+
+
+def test_run_prints_rows_and_estimate_first_and_names_implementations_on_resume(tmp_path):
+  impls = [bench.Implementation("ours", lambda p: lambda x: jnp.sum(x),
+                                work_flops=lambda p: 2e9 * p["n"]),
+           bench.Implementation("other", lambda p: lambda x: jnp.sum(x))]
+  toy = _toy("test/told2", implementations=impls)
+  out, stream = tmp_path / "r.jsonl", _Stream()
+  bench.run_benchmarks([toy], preset="small", output=out, repeats=3, gemm_gflops=1000.0,
+                       stream=stream)
+  first = stream.text.splitlines()[0]
+  # ours: (1 warm-up + 3 timed) x 2e9 n / 1e12 s at n = 8 and 16: 0.064 + 0.128 s.
+  assert first.startswith("4 rows, 4 to measure (0 already recorded); estimated 0 s of timed "
+                          "calls at 1000 GFLOP/s"), first
+  assert "2 rows without a work model" in first
+  assert "ETA" in stream.text
+  records = bench.load_records(out)
+  assert {r["requested_repeats"] for r in records} == {3}
+  stream = _Stream()
+  bench.run_benchmarks([toy], preset="small", output=out, resume=True, gemm_gflops=1.0,
+                       stream=stream)
+  assert stream.text.splitlines()[0] == "4 rows, 0 to measure (4 already recorded)"
+  for impl in ("ours", "other"):
+    for n in (8, 16):
+      assert f"test/told2 {impl} {{'n': {n}, 'scale': 2.0}}: already recorded" in stream.text
+
+
+def test_row_time_estimate_follows_the_timing_rules():
+  impl = bench.Implementation("ours", lambda p: None, work_flops=lambda p: p["flops"])
+  estimate = lambda flops, budget: _runner.row_seconds(impl, {"flops": flops}, 1.0, repeats=3,
+                                                       time_budget=budget)
+  assert estimate(1e9, 120.0) == pytest.approx(4.0)  # warm-up + 3 repeats of 1 s
+  assert estimate(1e9, 3.5) == pytest.approx(3.0)  # budget allows warm-up + 2
+  assert estimate(50e9, 60.0) == pytest.approx(50.0)  # slow: the warm-up is the sample
+  assert estimate(200e9, 60.0) == 0.0  # skipped as over budget
+  assert _runner.row_seconds(bench.Implementation("x", lambda p: None), {}, 1.0, repeats=3,
+                             time_budget=1.0) is None
+
+
+def test_progress_eta_from_the_rows_measured_so_far():
+  now = [0.0]
+  stream = _Stream()
+  progress = _runner.Progress(4, stream, width=4, clock=lambda: now[0])
+  progress.step("resumed", "already recorded", measured=False)
+  assert "ETA" not in stream.text
+  now[0] = 10.0
+  progress.step("a", "1 s")
+  assert "2/4 a: 1 s (elapsed 10 s, ETA 20 s)" in stream.text
+  now[0] = 130.0
+  progress.step("b", "2 s")
+  assert "3/4 b: 2 s (elapsed 2 min 10 s, ETA 1 min 05 s)" in stream.text
+
+
+def test_devices_override_the_presets_and_shard_the_same_scores(tmp_path):
+  mutual = bench.get_benchmark("knn/mutual")
+  rows = _runner.plan([mutual, bench.get_benchmark("knn/precision")], "small", devices=2)
+  assert [p["devices"] for b, p in rows] == [2, 2] and {b.name for b, _ in rows} == {"knn/mutual"}
+  with pytest.raises(ValueError, match="takes a `devices` parameter"):
+    _runner.plan([bench.get_benchmark("knn/precision")], "small", devices=2)
+  with pytest.raises(ValueError, match=r"devices=64 but 8 cpu devices are present \(on CPU: XLA_"):
+    _runner.plan([mutual], "small", devices=64)
+  features = np.random.default_rng(0).standard_normal((2, 64, 16)).astype(np.float32)
+  one_row = dataclasses.replace(  # ours of knn/mutual, on inputs that need no compile
+      mutual, sizes={"small": [{**mutual.sizes["small"][0], "n": 64, "d": 16}]},
+      setup=lambda p: (jnp.asarray(features[0]), jnp.asarray(features[1])))
+  scores = {}
+  for devices in (1, 2):
+    out = tmp_path / f"d{devices}.jsonl"
+    bench.run_benchmarks([one_row], preset="small", output=out, devices=devices,
+                         implementations=["ours"], repeats=1, gemm_gflops=100.0,
+                         stream=_Stream())
+    (record,) = bench.load_records(out)
+    assert record["status"] == "ok" and record["params"]["devices"] == devices
+    scores[devices] = record["alignment"]["mutual_knn"]
+  np.testing.assert_allclose(scores[2], scores[1], atol=1e-6)

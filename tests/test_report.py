@@ -255,3 +255,87 @@ def test_formatting_helpers():
   assert _format.format_score([0.1, 0.2, 0.3, 0.4]) == "mean 0.2500 of 4"
   assert _format.format_counts([512, 2048]) == ["$2^{9}$", "$2^{11}$"]
   assert _format.format_counts([1000, 2048]) == ["1,000", "2,048"]
+
+
+def test_rows_timed_fewer_times_than_asked_are_marked_with_a_count():
+  records = synthetic_records()
+  records[7] = {**records[7], "repeats": 1, "times_s": [2.5]}  # numpy_f64 at n=2048, old record
+  records.append(record("knn/mutual", "faiss_flat_ip", 1024, median=0.02, repeats=2,
+                        requested_repeats=5))
+  page = bench.render_markdown(records, title="Bench")
+  header, rows = table(page, "### knn/mutual")
+  rows = by_n(rows, header)
+  assert cell(header, rows["2048"], "`numpy_f64`") == "2.50 s†"  # 1 of the file's 3
+  assert cell(header, rows["1024"], "`numpy_f64`") == "500 ms"
+  assert cell(header, rows["1024"], "`faiss_flat_ip`") == "20.0 ms†"
+  assert "`numpy_f64` at n=2048: 1 of 3." in page
+  assert "`faiss_flat_ip` at n=1024: 2 of 5." in page
+  plain = bench.render_markdown(synthetic_records(), title="Bench")
+  assert "† |" not in plain and "timed fewer times than asked" not in plain
+
+
+def test_the_page_says_which_gemm_figure_the_floor_column_uses(tmp_path):
+  records = synthetic_records() + [record("knn/mutual", "gemm_floor", 1024, median=0.005)]
+  path = write_jsonl(tmp_path / "old.jsonl", records)
+  loaded = bench.load_records(path)
+  assert {r["implementation"] for r in loaded} >= {"gemm_only"}
+  assert "gemm_floor" not in {r["implementation"] for r in loaded}
+  page = bench.render_markdown(loaded, title="Bench")
+  assert "`vs GEMM floor` is ours' time over the *computed* GEMM floor" in page
+  assert "The `gemm_only` rows are something else" in page
+  header, rows = table(page, "### knn/mutual")
+  assert cell(header, by_n(rows, header)["1024"], "`gemm_only`") == "5.00 ms"
+
+
+def test_zoo_best_layers_are_a_matrix_not_a_mean_of_indices():
+  best = [[[2, 2], [1, 2], [0, 1]], [[2, 1], [2, 2], [1, 1]], [[1, 0], [1, 1], [2, 2]]]
+  zoo = record("zoo/all_pairs", "ours", 256, median=0.01, params={"m": 3, "l": 3},
+               alignment={"best_layer_mutual_knn": [[1.0, 0.5, 0.25]] * 3, "best_layers": best,
+                          "mean_off_diagonal": 0.375})
+  page = bench.render_markdown([zoo], title="Bench")
+  header, rows = table(page, "### zoo/all_pairs")
+  assert "best_layers" not in header and "mean 0.5833 of 9" in rows[0]
+  assert cell(header, rows[0], "mean_off_diagonal") == "0.3750"
+  matrix = page[page.index("`best_layers` of `ours` at n=256"):]
+  header, rows = table(matrix, matrix.splitlines()[0])
+  assert header == ["model", "0", "1", "2"]
+  assert rows == [["0", "-", "1, 2", "0, 1"], ["1", "2, 1", "-", "1, 1"],
+                  ["2", "1, 0", "1, 1", "-"]]
+
+
+def test_cpu_rows_show_the_compiled_footprint_beside_rss():
+  records = synthetic_records()
+  records[0] = {**records[0], "device_bytes": 3 * MIB, "temp_bytes": MIB}
+  header, rows = table(bench.render_markdown(records, title="Bench"), "### knn/mutual")
+  rows = by_n(rows, header)
+  assert header.index("XLA mem") == header.index("peak mem") + 1
+  assert cell(header, rows["1024"], "peak mem") == "300 MiB"
+  assert cell(header, rows["1024"], "XLA mem") == "3.00 MiB"
+  assert cell(header, rows["2048"], "XLA mem") == "-"
+  gpu = {**ENV, "backend": "gpu", "device_kind": "NVIDIA H100"}
+  header, _ = table(bench.render_markdown([{**r, "env": gpu} for r in records], title="Bench"),
+                    "### knn/mutual")
+  assert "XLA mem" not in header  # there `peak mem` is already the compiled footprint
+
+
+def test_the_published_older_records_still_render():
+  for name in ("records-cpu.jsonl", "records-gpu-nvidia-h200.jsonl"):
+    records = bench.load_records(ROOT / "benchmarks" / "results" / name)
+    page = bench.render_markdown(records, title="Published")
+    assert "### knn/mutual" in page and "### zoo/all_pairs" in page
+    assert "`gemm_only`" in page and "mean 1." not in page  # no mean of layer indices
+
+
+def run_report(*flags):
+  return subprocess.run([sys.executable, "scripts/report.py", *flags], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)
+
+
+def test_script_help_flags_and_errors(tmp_path):
+  done = run_report("--help")
+  assert done.returncode == 0 and "records-cpu.jsonl" in done.stdout
+  assert "benchmarks/results/cpu.jsonl" not in done.stdout
+  records = write_jsonl(tmp_path / "r.jsonl", synthetic_records())
+  done = run_report(f"--records={records}", "extra")
+  assert done.returncode != 0 and "unexpected positional arguments" in done.stderr, done.stderr
+  assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) <= 2

@@ -151,9 +151,13 @@ def plan(benchmarks: Sequence[Benchmark], preset: str,
   """The (benchmark, params) rows of `preset`, with `devices` set where a row has it.
 
   Raises:
-    ValueError: a benchmark lacks the preset, or `devices` is given and no
-      selected benchmark takes a `devices` parameter.
+    ValueError: a benchmark lacks the preset, or `devices` is more than the
+      machine has or no selected benchmark takes a `devices` parameter.
   """
+  if devices is not None and devices > jax.device_count():
+    raise ValueError(
+        f"devices={devices} but {jax.device_count()} {jax.default_backend()} devices are "
+        "present (on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N).")
   rows = []
   for b in benchmarks:
     if preset not in b.sizes:
