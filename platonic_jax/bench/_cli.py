@@ -12,7 +12,6 @@ import sys
 from typing import Callable, Sequence
 
 from absl import app
-from absl import flags
 
 _HELP = frozenset({"-h", "-help", "--help", "-?", "--helpshort", "-helpshort", "--helpfull",
                    "-helpfull"})

@@ -2,10 +2,11 @@
 
   python scripts/bench.py --filter='knn/*' --sizes=small --output=/tmp/knn.jsonl
 
-Expected on the 2-core CPU (cpu preset): ours is about 0.5x the computed GEMM
-floor (two Grams at the machine's GEMM rate) for mutual_knn (symmetric tiles), about 1.7x faster than
-FAISS IndexFlatIP, and the dense reference-style path runs out of memory past
-N = 32768. All implementations give the same mutual_knn up to tie-breaking.
+Expected on the 2-core CPU (cpu preset): ours takes about 0.5x the computed
+GEMM floor (two Grams at the machine's GEMM rate) for mutual_knn (symmetric
+tiles), about 1.7x faster than FAISS IndexFlatIP, and the dense
+reference-style path runs out of memory past N = 32768. All implementations
+give the same mutual_knn up to tie-breaking.
 """
 
 from __future__ import annotations
