@@ -7,7 +7,11 @@ contract's shapes and by encoders built in the test (injected through
 
 import dataclasses
 import json
+import os
+import pathlib
 import pickle
+import subprocess
+import sys
 
 import flax.linen as nn
 import jax
@@ -307,3 +311,26 @@ def test_extract_zoo_features_writes_every_member_checkpoint_and_baseline_then_r
       "num_examples"] == 12
   with pytest.raises(ValueError, match="match no member"):
     zoo.extract_zoo_features(zoo_dir, out, **kwargs, members=["absent"])
+  with pytest.raises(ValueError, match="is not a directory"):
+    zoo.extract_zoo_features(tmp_path / "absent", out, **kwargs)
+
+
+# -- the script -----------------------------------------------------------------
+
+
+def run_script(*flags):
+  root = pathlib.Path(__file__).resolve().parents[1]
+  env = {**os.environ, "PYTHONPATH": str(root)}
+  return subprocess.run([sys.executable, str(root / "scripts" / "extract_features.py"), *flags],
+                        env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_script_help_and_one_line_usage_errors(tmp_path):
+  done = run_script("--help")
+  assert done.returncode == 0 and "--zoo_dir" in done.stdout + done.stderr
+  done = run_script(f"--zoo_dir={tmp_path}", "--steps=1,x", "extra")
+  assert done.returncode != 0
+  assert "Traceback" not in done.stderr and "positional" in done.stderr
+  done = run_script(f"--zoo_dir={tmp_path}")
+  assert done.returncode != 0
+  assert "Traceback" not in done.stderr and "has no members" in done.stderr

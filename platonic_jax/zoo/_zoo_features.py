@@ -43,6 +43,8 @@ def zoo_members(zoo_dir: str | os.PathLike, patterns: Sequence[str] | None = Non
   if not zoo_dir.is_dir():
     raise ValueError(f"`zoo_dir` {zoo_dir} is not a directory.")
   names = sorted(p.parent.name for p in zoo_dir.glob(f"*/{MANIFEST}"))
+  if not names:
+    raise ValueError(f"`zoo_dir` {zoo_dir} has no members (no */{MANIFEST}); train a zoo first.")
   if patterns is None or list(patterns) == ["all"]:
     return names
   chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
