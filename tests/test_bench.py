@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import os
 import pathlib
 import signal
 import subprocess
@@ -148,8 +147,7 @@ def test_progress_bar_counts_every_row():
 
 
 def _bench(*flags, **popen):
-  env = {**os.environ, "PYTHONPATH": str(ROOT)}
-  return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "bench.py"), *flags], env=env,
+  return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "bench.py"), *flags],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
@@ -249,6 +247,9 @@ def test_run_prints_rows_and_estimate_first_and_names_implementations_on_resume(
   assert first.startswith("4 rows, 4 to measure (0 already recorded); estimated 0 s of timed "
                           "calls at 1000 GFLOP/s"), first
   assert "2 rows without a work model" in first
+  with pytest.raises(ValueError, match=r"unknown implementations \['nope'\]; .* \['other', 'ours'\]"):
+    bench.run_benchmarks([toy], preset="small", output=tmp_path / "x.jsonl",
+                         implementations=["ours", "nope"], gemm_gflops=1.0, stream=_Stream())
   assert "ETA" in stream.text
   records = bench.load_records(out)
   assert {r["requested_repeats"] for r in records} == {3}

@@ -1,6 +1,5 @@
 """Each command-line entry point, run end to end on tiny data."""
 
-import os
 import pathlib
 import re
 import subprocess
@@ -12,8 +11,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def run_script(name, *flags):
-  env = {**os.environ, "PYTHONPATH": str(ROOT)}
-  done = subprocess.run([sys.executable, str(ROOT / "scripts" / name), *flags], env=env,
+  done = subprocess.run([sys.executable, str(ROOT / "scripts" / name), *flags],
                         capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
   return done.stdout

@@ -201,7 +201,8 @@ def run_benchmarks(
     time_budget: seconds one row may take; rows estimated to exceed it are
       recorded as skipped, slow ones are timed once.
     resume: skip rows already recorded in `output` (same machine).
-    implementations: only these implementation names (None: all).
+    implementations: only these implementation names (None: all); each must
+      belong to some selected benchmark.
     gemm_gflops: the machine's GEMM rate; measured now when None.
     devices: shard over this many devices: rows with a `devices` parameter
       get this value, the others are left out (None: the presets' values).
@@ -211,6 +212,12 @@ def run_benchmarks(
     Counts of rows by outcome: {'ok': .., 'skipped': .., 'oom': .., 'error': .., 'resumed': ..}.
   """
   rows = plan(benchmarks, preset, devices)
+  if implementations is not None:
+    known = {i.name for b in benchmarks for i in b.implementations}
+    unknown = sorted(set(implementations) - known)
+    if unknown:
+      raise ValueError(f"unknown implementations {unknown}; the selected benchmarks have "
+                       f"{sorted(known)}.")
   existing = _records.load_records(output)
   if existing and not resume:
     raise FileExistsError(f"{output} already holds {len(existing)} records; pass resume=True "
