@@ -190,6 +190,8 @@ def layer_features(model: nnx.Module, x: Any) -> list[Float[Array, "B D"]]:
 
   Returns:
     A list of float32 `[B, D_l]`, one per name of `layer_names(model)`.
+
+  Cost: one forward pass plus O(B * activation size) pooling.
   """
   points = _capture_points(model)
   mask_fn = getattr(model, "token_mask", None)

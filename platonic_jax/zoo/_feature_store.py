@@ -108,6 +108,8 @@ def save_layer_features(directory: str | os.PathLike, name: str, layers: Sequenc
   Returns:
     The path of the `.safetensors` file.
 
+  Cost: O(N * sum_l D_l) host memory for one serialised copy, and that much I/O.
+
   Raises:
     ValueError: bad name, layers of different N, non-finite values, sample ids
       of the wrong shape or repeated, layer names of the wrong length, or
@@ -185,6 +187,8 @@ def load_layer_features(path: str | os.PathLike) -> tuple[list[np.ndarray], dict
     (layers, metadata): float32 `[N, D_l]` arrays in layer order (what
     `layer_grid`/`zoo_alignment` take), and the sidecar's metadata with
     `metadata['sample_ids']` the int64 `[N]` sample ids.
+
+  Cost: O(N * sum_l D_l) reads and a finiteness pass over every value.
 
   Raises:
     ValueError: a missing file, a pickle, a file safetensors or JSON cannot
