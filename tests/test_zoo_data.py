@@ -242,8 +242,13 @@ def test_interrupted_preparation_leaves_nothing_that_looks_prepared(tmp_path, ti
     zoo.prepare_datasets(["world"], tmp_path)
   assert not _world.PlatonicWorld(data_dir=tmp_path, config=TINY_WORLD).is_prepared()
   assert not (tmp_path / "platonic_world" / "tiny" / "1.0.0").exists()
+  # A killed (not interrupted) run leaves its temporary directory; the next preparation removes it.
+  stale = tmp_path / "platonic_world" / "tiny" / "incomplete.KILLED_1.0.0"
+  stale.mkdir(parents=True)
+  (stale / "platonic_world-train.array_record-00000-of-00001").write_bytes(b"partial")
   monkeypatch.setattr(_world.PlatonicWorld, "_generate_examples", original)
   assert len(zoo.load_dataset("world", "test", data_dir=tmp_path)["id"]) == 32
+  assert [p.name for p in (tmp_path / "platonic_world" / "tiny").iterdir()] == ["1.0.0"]
 
 
 def test_concurrent_preparation_prepares_once_and_both_read_it(tmp_path, tiny_world):

@@ -13,6 +13,7 @@ import dataclasses
 import fcntl
 import os
 import pathlib
+import shutil
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -231,8 +232,18 @@ def _prepare_offline(spec: DatasetSpec, root: pathlib.Path) -> pathlib.Path:
     with _exclusive(lock):
       builder = _offline_builder(spec, root)  # another process may have finished meanwhile
       if not builder.is_prepared():
+        _remove_incomplete(pathlib.Path(builder.data_dir))
         builder.download_and_prepare(file_format="array_record")
   return pathlib.Path(builder.data_dir)
+
+
+def _remove_incomplete(version_dir: pathlib.Path) -> None:
+  """Deletes temporary directories that killed preparations left beside `version_dir`.
+
+  Called under the preparation lock, so no live preparation of ours writes there.
+  """
+  for stale in version_dir.parent.glob(f"incomplete.*_{version_dir.name}"):
+    shutil.rmtree(stale, ignore_errors=True)
 
 
 def _not_prepared_message(spec: DatasetSpec, root: pathlib.Path) -> str:
