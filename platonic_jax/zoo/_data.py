@@ -149,8 +149,9 @@ def load_dataset(
     ValueError: unknown `name` or `split`, or `num_examples` outside [1, split size].
     DatasetNotPreparedError: a standard dataset is not prepared under the data dir.
 
-  Cost: O(N) record reads and decodes (about 0.3 ms a world sample on one CPU
-  core); the first use of 'world' generates and writes it, ~30 s for the default size.
+  Cost: O(N) record reads and decodes (about 0.4 ms per world sample on a
+  busy 2-core machine); the first use of 'world' generates and writes it
+  (~30 s there for the default 28,000 samples).
   """
   spec = dataset_spec(name)
   if split not in spec.splits:

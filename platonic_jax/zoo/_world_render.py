@@ -173,10 +173,13 @@ def render_images(scenes: WorldScenes, rng: np.random.Generator, size: int) -> n
 
 # --- captions ---------------------------------------------------------------
 
-_SHAPE_WORDS = (("square", "squares"), ("box", "boxes"), ("block", "blocks")), \
-    (("circle", "circles"), ("disc", "discs"), ("ball", "balls")), \
-    (("triangle", "triangles"), ("wedge", "wedges")), \
-    (("cross", "crosses"), ("plus", "pluses"))
+# Per shape: (singular, plural) pairs of its synonyms.
+_SHAPE_WORDS = (
+    (("square", "squares"), ("box", "boxes"), ("block", "blocks")),
+    (("circle", "circles"), ("disc", "discs"), ("ball", "balls")),
+    (("triangle", "triangles"), ("wedge", "wedges")),
+    (("cross", "crosses"), ("plus", "pluses")),
+)
 _COLOUR_WORDS = (("red", "crimson", "scarlet"), ("green", "emerald"), ("blue", "navy", "azure"),
                  ("yellow", "golden"), ("magenta", "pink", "purple"), ("cyan", "turquoise"))
 _SIZE_WORDS = (("small", "tiny", "little"), ("medium", "mid-sized", "average-sized"),
