@@ -14,6 +14,7 @@ import fcntl
 import os
 import pathlib
 import shutil
+from typing import Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -170,7 +171,7 @@ def load_dataset(
 
 
 def prepare_datasets(
-    names: tuple[str, ...] | list[str] = ("digits", "world"),
+    names: Sequence[str] = ("digits", "world"),
     data_dir: str | os.PathLike | None = None,
 ) -> dict[str, pathlib.Path]:
   """Prepares our offline datasets and checks that the standard ones are prepared.
