@@ -29,3 +29,16 @@ from platonic_jax.zoo._zoo_features import extract_zoo_features
 from platonic_jax.zoo._zoo_features import features_path
 from platonic_jax.zoo._zoo_features import zoo_members
 # -- adapters --
+from platonic_jax.zoo._hf import HFModel
+from platonic_jax.zoo._hf import hf_architectures
+from platonic_jax.zoo._hf import hf_feature_metadata
+from platonic_jax.zoo._hf import hf_image_features
+from platonic_jax.zoo._hf import hf_text_features
+from platonic_jax.zoo._hf import load_hf_model
+from platonic_jax.zoo._hf import pool_hidden_states
+from platonic_jax.zoo._hf import save_hf_features
+from platonic_jax.zoo._hf import tokenize_left_padded
+from platonic_jax.zoo._reference_zoo import REFERENCE_LANGUAGE_MODELS
+from platonic_jax.zoo._reference_zoo import REFERENCE_VISION_MODELS
+from platonic_jax.zoo._reference_zoo import ReferenceModel
+from platonic_jax.zoo._reference_zoo import reference_zoo
