@@ -1,0 +1,316 @@
+"""Alignment between feature sets, each score beside its nulls and intervals, durably recorded.
+
+For every metric and every pair of feature sets (both orders when the metric
+is not symmetric) one measurement is made and appended as one fsynced JSON
+line: the layer grid; the best-layer score with the null of the layer search
+(the same maximum under shuffled correspondence) and its p-value; a
+fixed-layer score (last layers by default) with its own permutation null;
+and half-sampling bootstrap intervals for both. A killed run loses nothing:
+rerun with the same records file and finished measurements are skipped.
+
+Every pair uses the same permutations and half-samples (generated once from
+the seed), so their nulls and intervals are comparable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+import platonic_jax as pj
+from platonic_jax import bench
+from platonic_jax.study import _inputs, _stats
+
+DEFAULT_METRICS = ("mutual_knn", "unbiased_cka", "cknna")
+RECORD_KIND = "alignment"
+
+
+@dataclasses.dataclass(frozen=True)
+class AlignmentMatrix:
+  """One metric across M feature sets: `[M, M]` arrays, row = `a`, column = `b`.
+
+  The diagonal (a set with itself) is NaN. Symmetric metrics are measured
+  for one order and mirrored (layer pairs swapped).
+
+  Attributes:
+    metric: the metric name.
+    members: the M feature-set names.
+    scores: best-layer scores (biased up: a max over layer pairs).
+    best_layers: int `[M, M, 2]` layer pair of each best score (-1 on the diagonal).
+    low, high: half-sampling interval of the best-layer score.
+    null_mean, null_std: the layer-search null (max over pairs, shuffled).
+    p_value: of the best-layer score against the layer-search null.
+    fixed_scores: the fixed-layer scores; `fixed_low`, `fixed_high` their
+      interval; `fixed_null_mean`, `fixed_p_value` their permutation null.
+  """
+  metric: str
+  members: tuple[str, ...]
+  scores: np.ndarray
+  best_layers: np.ndarray
+  low: np.ndarray
+  high: np.ndarray
+  null_mean: np.ndarray
+  null_std: np.ndarray
+  p_value: np.ndarray
+  fixed_scores: np.ndarray
+  fixed_low: np.ndarray
+  fixed_high: np.ndarray
+  fixed_null_mean: np.ndarray
+  fixed_p_value: np.ndarray
+
+
+def prepared_layers(feature_set: _inputs.FeatureSet) -> list[np.ndarray]:
+  """The reference's preparation: clamp at the 0.95 quantile of |x|, then L2 rows.
+
+  Layers of one width are prepared as one `[L, N, D]` tensor (one clamp
+  threshold for the model, as the reference); layers of different widths,
+  which the reference cannot hold in one tensor, each get their own.
+  """
+  layers = feature_set.layers
+  if len({x.shape[1] for x in layers}) == 1:
+    return list(np.asarray(pj.prepare_features(np.stack(layers))))
+  return [np.asarray(pj.prepare_features(x)) for x in layers]
+
+
+def _hyperparameters(metric: str, k: int) -> dict[str, Any]:
+  return {"k": k} if "k" in pj.get_metric(metric).hyperparameters else {}
+
+
+def _pairs(num_sets: int, symmetric: bool) -> list[tuple[int, int]]:
+  return [(i, j) for i in range(num_sets) for j in range(num_sets)
+          if i != j and (not symmetric or i < j)]
+
+
+def _identity(metric: str, a: str, b: str, config: Mapping[str, Any]) -> str:
+  return json.dumps([metric, a, b, dict(sorted(config.items()))], sort_keys=True)
+
+
+def measure_pair(metric: str, a_layers: Sequence[np.ndarray], b_layers: Sequence[np.ndarray], *,
+                 permutations: np.ndarray, resamples: np.ndarray, confidence: float = 0.95,
+                 fixed_pair: tuple[int, int] | None = None,
+                 **hyperparameters) -> dict[str, Any]:
+  """Every number of one measurement of `metric` between two models.
+
+  Args:
+    metric: a registered metric name.
+    a_layers, b_layers: the two models' layers, `[N, D_l]` each (prepared as
+      the caller wants).
+    permutations: int `[P, N]` (from `permutations`), shared across pairs.
+    resamples: int `[R, M]` half-samples (from `resamples`), shared across pairs.
+    confidence: interval coverage.
+    fixed_pair: the pre-chosen layer pair (default the last layers).
+    **hyperparameters: the metric's keywords.
+
+  Returns:
+    A JSON-ready dict: `layer_scores`, `best_score`, `best_layers`,
+    `search_null_mean`, `search_null_std`, `search_p_value`, `best_interval`,
+    `fixed_layers`, `fixed_score`, `fixed_null_mean`, `fixed_null_std`,
+    `fixed_p_value`, `fixed_interval`.
+
+  Cost: one `layer_search_null` and one or two `bootstrap_interval`s (best and
+  fixed pair).
+  """
+  search = _stats.layer_search_null(metric, list(a_layers), list(b_layers),
+                                    indices=permutations, fixed_pair=fixed_pair,
+                                    **hyperparameters)
+  intervals = {}
+  for pair in {search.best_pair, search.fixed_pair}:
+    interval = _stats.bootstrap_interval(metric, a_layers[pair[0]], b_layers[pair[1]],
+                                         indices=resamples, confidence=confidence,
+                                         **hyperparameters)
+    intervals[pair] = [interval.low, interval.high]
+  return {
+      "layer_scores": search.scores.tolist(),
+      "best_score": search.best_score,
+      "best_layers": list(search.best_pair),
+      "search_null_mean": search.null_mean,
+      "search_null_std": search.null_std,
+      "search_p_value": search.p_value,
+      "best_interval": intervals[search.best_pair],
+      "fixed_layers": list(search.fixed_pair),
+      "fixed_score": search.fixed_score,
+      "fixed_null_mean": float(search.fixed_null.mean()),
+      "fixed_null_std": float(search.fixed_null.std()),
+      "fixed_p_value": search.fixed_p_value,
+      "fixed_interval": intervals[search.fixed_pair],
+  }
+
+
+def measure_feature_sets(
+    feature_sets: Sequence[_inputs.FeatureSet],
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    *,
+    k: int = 10,
+    num_permutations: int = 100,
+    num_resamples: int = 100,
+    confidence: float = 0.95,
+    seed: int = 0,
+    prepare: bool = True,
+    records_path: str | os.PathLike | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+  """Measures every metric between every pair of feature sets, with nulls and intervals.
+
+  Args:
+    feature_sets: >= 2 sets describing the same N samples (`load_feature_sets`).
+    metrics: registered metric names (default mutual_knn, unbiased_cka, cknna).
+    k: neighbours, for the metrics that take `k`.
+    num_permutations: P, shared by every pair (`permutations(N, P, seed)`).
+    num_resamples: R half-samples, shared by every pair (`resamples(N, R, seed)`).
+    confidence: interval coverage in (0, 1).
+    seed: non-negative int for both index sets.
+    prepare: clamp and L2-normalise each model's layers first, as the
+      reference does (`prepared_layers`).
+    records_path: a JSONL file; each measurement is appended as one fsynced
+      line and measurements already there (same metric, pair and settings)
+      are skipped, so an interrupted run resumes.
+    progress: called with a one-line description before each measurement.
+
+  Returns:
+    The records of every requested measurement (read back or new), in
+    metric, then pair order. Each has `kind`, `metric`, `a`, `b`, `config`
+    (k, P, R, confidence, seed, prepare, N), `recorded_at` and the fields
+    of `measure_pair`.
+
+  Raises:
+    ValueError: fewer than 2 sets, sets with different N or repeated names,
+      unknown metrics, and what the statistics raise.
+
+  Cost: per metric and pair, one `layer_search_null` ((P + 1) La Lb pair
+  scores; kNN metrics search each layer's neighbours once per pair) and two
+  half-sampling intervals (R metric evaluations on N / 2 rows each).
+  """
+  if len(feature_sets) < 2:
+    raise ValueError(f"`feature_sets` needs at least 2 sets to compare, got {len(feature_sets)}.")
+  names = [s.name for s in feature_sets]
+  if len(set(names)) != len(names):
+    raise ValueError(f"`feature_sets` names must be unique, got {names}.")
+  n = feature_sets[0].num_samples
+  for s in feature_sets:
+    if s.num_samples != n:
+      raise ValueError(f"every feature set must have the same N: {names[0]!r} has N={n}, "
+                       f"{s.name!r} has N={s.num_samples}.")
+  infos = [pj.get_metric(metric) for metric in metrics]
+  if not infos:
+    raise ValueError("`metrics` is empty; name at least one registered metric.")
+  permutations = _stats.permutations(n, num_permutations, seed)
+  resamples = _stats.resamples(n, num_resamples, seed)
+  layers = [prepared_layers(s) if prepare else s.layers for s in feature_sets]
+  writer = bench.RecordWriter(records_path) if records_path is not None else None
+  done = {}
+  if records_path is not None:
+    for record in bench.load_records(records_path):
+      if record.get("kind") == RECORD_KIND:
+        done[_identity(record["metric"], record["a"], record["b"], record["config"])] = record
+  out = []
+  for info in infos:
+    hyper = _hyperparameters(info.name, k)
+    config = {**hyper, "num_permutations": int(num_permutations),
+              "num_resamples": int(num_resamples), "confidence": float(confidence),
+              "seed": int(seed), "prepare": bool(prepare), "num_samples": n}
+    for i, j in _pairs(len(feature_sets), info.symmetric):
+      key = _identity(info.name, names[i], names[j], config)
+      if key in done:
+        out.append(done[key])
+        continue
+      if progress is not None:
+        progress(f"{info.name}: {names[i]} vs {names[j]}")
+      record = {"kind": RECORD_KIND, "metric": info.name, "a": names[i], "b": names[j],
+                "config": config,
+                **measure_pair(info.name, layers[i], layers[j], permutations=permutations,
+                               resamples=resamples, confidence=confidence, **hyper),
+                "recorded_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+      if writer is not None:
+        writer.write(record)
+      out.append(record)
+  return out
+
+
+def alignment_matrix(records: Iterable[Mapping[str, Any]], metric: str,
+                     members: Sequence[str] | None = None) -> AlignmentMatrix:
+  """Collects one metric's records into `[M, M]` arrays (see `AlignmentMatrix`).
+
+  Args:
+    records: alignment records (`measure_feature_sets`, or read back with
+      `platonic_jax.bench.load_records`); other kinds and metrics are ignored.
+    metric: which metric.
+    members: row/column order (default: first appearance in the records).
+
+  Returns:
+    The matrix; pairs without a record are NaN (layers -1).
+
+  Raises:
+    ValueError: no record of `metric`, or a record naming a member not in `members`.
+  """
+  chosen = [r for r in records if r.get("kind") == RECORD_KIND and r.get("metric") == metric]
+  if not chosen:
+    raise ValueError(f"no alignment record of metric {metric!r}.")
+  if members is None:
+    members = list(dict.fromkeys(name for r in chosen for name in (r["a"], r["b"])))
+  position = {name: m for m, name in enumerate(members)}
+  size = len(members)
+  fields = {name: np.full((size, size), np.nan) for name in (
+      "scores", "low", "high", "null_mean", "null_std", "p_value", "fixed_scores", "fixed_low",
+      "fixed_high", "fixed_null_mean", "fixed_p_value")}
+  best_layers = np.full((size, size, 2), -1, dtype=np.int64)
+  symmetric = pj.get_metric(metric).symmetric
+  for r in chosen:
+    for name in (r["a"], r["b"]):
+      if name not in position:
+        raise ValueError(f"record of {metric!r} names {name!r}, which is not in `members`.")
+    cells = [(position[r["a"]], position[r["b"]], False)]
+    if symmetric:
+      cells.append((position[r["b"]], position[r["a"]], True))
+    for i, j, mirrored in cells:
+      fields["scores"][i, j] = r["best_score"]
+      fields["low"][i, j], fields["high"][i, j] = r["best_interval"]
+      fields["null_mean"][i, j] = r["search_null_mean"]
+      fields["null_std"][i, j] = r["search_null_std"]
+      fields["p_value"][i, j] = r["search_p_value"]
+      fields["fixed_scores"][i, j] = r["fixed_score"]
+      fields["fixed_low"][i, j], fields["fixed_high"][i, j] = r["fixed_interval"]
+      fields["fixed_null_mean"][i, j] = r["fixed_null_mean"]
+      fields["fixed_p_value"][i, j] = r["fixed_p_value"]
+      best_layers[i, j] = r["best_layers"][::-1] if mirrored else r["best_layers"]
+  return AlignmentMatrix(metric=metric, members=tuple(members), best_layers=best_layers,
+                         **fields)
+
+
+def matrix_json(matrix: AlignmentMatrix) -> dict[str, Any]:
+  """`AlignmentMatrix` as JSON-ready nested lists (NaN as null)."""
+  out = {}
+  for field in dataclasses.fields(matrix):
+    value = getattr(matrix, field.name)
+    if isinstance(value, np.ndarray):
+      value = np.where(np.isnan(value), None, value).tolist() if value.dtype.kind == "f" else (
+          value.tolist())
+    out[field.name] = list(value) if isinstance(value, tuple) else value
+  return out
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> pathlib.Path:
+  """Writes `text` to a temporary file, fsyncs it, then renames it over `path`."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+  try:
+    with open(temp, "w", encoding="utf-8") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(temp, path)
+  finally:
+    temp.unlink(missing_ok=True)
+  return path
+
+
+def write_json_atomic(path: str | os.PathLike, payload: Any) -> pathlib.Path:
+  """`payload` as indented JSON (no NaN), written atomically (`write_text_atomic`)."""
+  return write_text_atomic(path, json.dumps(payload, indent=1, sort_keys=True,
+                                            allow_nan=False) + "\n")
