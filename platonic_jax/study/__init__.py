@@ -24,10 +24,24 @@ from platonic_jax.study._inputs import FeatureSet
 from platonic_jax.study._inputs import from_reference_dict
 from platonic_jax.study._inputs import load_feature_sets
 # -- suite and report --
+from platonic_jax.study._report import ATTRIBUTES
 from platonic_jax.study._report import NOT_SEPARATED
+from platonic_jax.study._report import CompetenceBin
+from platonic_jax.study._report import MemberAlignment
+from platonic_jax.study._report import MemberInfo
+from platonic_jax.study._report import RankCorrelation
 from platonic_jax.study._report import alignment_markdown
+from platonic_jax.study._report import binned_alignment
+from platonic_jax.study._report import member_alignment
+from platonic_jax.study._report import member_info
+from platonic_jax.study._report import members_markdown
 from platonic_jax.study._report import matrix_markdown
 from platonic_jax.study._report import pairs_markdown
+from platonic_jax.study._report import plot_alignment_vs
+from platonic_jax.study._report import plot_binned
+from platonic_jax.study._report import plot_heatmap
+from platonic_jax.study._report import rank_correlation
+from platonic_jax.study._report import zoo_markdown
 # -- colour experiment --
 from platonic_jax.study._colour import COLOUR_METRICS
 from platonic_jax.study._colour import ColourExperiment
