@@ -151,6 +151,23 @@ def test_layer_search_null_of_a_feature_space_metric(rng):
   assert result.best_pair == (1, 0) and result.fixed_pair == (1, 0)
 
 
+@pytest.mark.parametrize("metric", ["mutual_knn", "cka"])
+def test_zoo_search_nulls_equal_the_pairwise_null(rng, metric):
+  a, b = _related(rng)
+  models = [[a, a[:, :5]], np.stack([b, b[::-1]]), [rng.normal(size=(N, 3)).astype(np.float32)]]
+  perms = study.permutations(N, 4, seed=3)
+  results = dict(study.iter_zoo_search_nulls(metric, models, indices=perms,
+                                             fixed_layers=[0, -1, 0], **_k(metric)))
+  assert list(results) == [(0, 1), (0, 2), (1, 2)]  # symmetric: i < j
+  for (i, j), got in results.items():
+    want = study.layer_search_null(metric, models[i], models[j], indices=perms,
+                                   fixed_pair=([0, -1, 0][i], [0, -1, 0][j]), **_k(metric))
+    np.testing.assert_allclose(got.scores, want.scores, atol=1e-6)
+    np.testing.assert_allclose(got.null, want.null, atol=1e-6)
+    np.testing.assert_allclose(got.fixed_null, want.fixed_null, atol=1e-6)
+    assert (got.best_pair, got.fixed_pair) == (want.best_pair, want.fixed_pair)
+
+
 @hypothesis.given(n=hst.integers(2, 40), count=hst.integers(1, 5), seed=hst.integers(0, 2**31))
 def test_index_sets_are_permutations_and_in_range(n, count, seed):
   perms = study.permutations(n, count, seed)

@@ -6,6 +6,7 @@ from platonic_jax.study._stats import BootstrapInterval
 from platonic_jax.study._stats import LayerSearchNull
 from platonic_jax.study._stats import PermutationTest
 from platonic_jax.study._stats import bootstrap_interval
+from platonic_jax.study._stats import iter_zoo_search_nulls
 from platonic_jax.study._stats import layer_search_null
 from platonic_jax.study._stats import permutation_test
 from platonic_jax.study._stats import permutations

@@ -119,6 +119,12 @@ def measure_pair(metric: str, a_layers: Sequence[np.ndarray], b_layers: Sequence
   search = _stats.layer_search_null(metric, list(a_layers), list(b_layers),
                                     indices=permutations, fixed_pair=fixed_pair,
                                     **hyperparameters)
+  return _pair_fields(metric, search, a_layers, b_layers, resamples, confidence, hyperparameters)
+
+
+def _pair_fields(metric: str, search: _stats.LayerSearchNull, a_layers, b_layers, resamples,
+                 confidence: float, hyperparameters) -> dict[str, Any]:
+  """The record fields of one pair: its layer-search null and the two intervals."""
   intervals = {}
   for pair in {search.best_pair, search.fixed_pair}:
     interval = _stats.bootstrap_interval(metric, a_layers[pair[0]], b_layers[pair[1]],
@@ -182,9 +188,10 @@ def measure_feature_sets(
     ValueError: fewer than 2 sets, sets with different N or repeated names,
       unknown metrics, and what the statistics raise.
 
-  Cost: per metric and pair, one `layer_search_null` ((P + 1) La Lb pair
-  scores; kNN metrics search each layer's neighbours once per pair) and two
-  half-sampling intervals (R metric evaluations on N / 2 rows each).
+  Cost: per metric, `iter_zoo_search_nulls` over the pairs to measure (kNN
+  metrics search each set's layers once for the whole run, then (P + 1) La Lb
+  pair kernels per pair), and per pair one or two half-sampling intervals
+  (R metric evaluations on N / 2 rows each).
   """
   if len(feature_sets) < 2:
     raise ValueError(f"`feature_sets` needs at least 2 sets to compare, got {len(feature_sets)}.")
@@ -214,21 +221,24 @@ def measure_feature_sets(
     config = {**hyper, "num_permutations": int(num_permutations),
               "num_resamples": int(num_resamples), "confidence": float(confidence),
               "seed": int(seed), "prepare": bool(prepare), "num_samples": n}
+    by_pair = {}
     for i, j in _pairs(len(feature_sets), info.symmetric):
-      key = _identity(info.name, names[i], names[j], config)
-      if key in done:
-        out.append(done[key])
-        continue
+      by_pair[i, j] = done.get(_identity(info.name, names[i], names[j], config))
+    todo = [pair for pair, record in by_pair.items() if record is None]
+    searches = _stats.iter_zoo_search_nulls(info.name, layers, pairs=todo, indices=permutations,
+                                            **hyper) if todo else iter(())
+    for (i, j), search in searches:
       if progress is not None:
         progress(f"{info.name}: {names[i]} vs {names[j]}")
       record = {"kind": RECORD_KIND, "metric": info.name, "a": names[i], "b": names[j],
                 "config": config,
-                **measure_pair(info.name, layers[i], layers[j], permutations=permutations,
-                               resamples=resamples, confidence=confidence, **hyper),
+                **_pair_fields(info.name, search, layers[i], layers[j], resamples, confidence,
+                               hyper),
                 "recorded_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
       if writer is not None:
         writer.write(record)
-      out.append(record)
+      by_pair[i, j] = record
+    out.extend(by_pair.values())
   return out
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import jax
@@ -443,29 +443,51 @@ def _permute_model(model, p):
   return model[:, p]
 
 
-@functools.partial(jax.jit, static_argnames=("plan", "fixed"))
-def _layer_search_null(a, b, perms, plan, fixed: tuple[int, int]):
-  """(observed grid [La, Lb], null maxima [P], fixed-pair null [P])."""
-  if plan.neighbours:
-    cache_a, cache_b = _layers._model_cache(a, plan), _layers._model_cache(b, plan)
-
-    def grid_of(p):
-      permuted = _permute_neighbours(cache_b, p)
-      return _layers._cached_grids([cache_a, permuted], [(0, 1)], plan)[0, 1]
-    observed = _layers._cached_grids([cache_a, cache_b], [(0, 1)], plan)[0, 1]
-  else:
-    def grid_of(p):
-      return _layers._generic_grid(plan, a, _permute_model(b, p))
-    observed = _layers._generic_grid(plan, a, b)
+def _search_null_from_caches(cache_a, cache_b, perms, plan, fixed: tuple[int, int]):
+  """(grid [La, Lb], null maxima [P], fixed-pair null [P]) from per-layer `Neighbours`."""
+  def grid_of(cache):
+    return _layers._cached_grids([cache_a, cache], [(0, 1)], plan)[0, 1]
 
   def one(p):
-    grid = grid_of(p)
+    grid = grid_of(_permute_neighbours(cache_b, p))
     return grid.max(), grid[fixed]
 
   # Each grid batches its own layer pairs within the working-set budget, so
   # permutations go one after another.
   null_max, null_fixed = lax.map(one, perms)
-  return observed, null_max, null_fixed
+  return grid_of(cache_b), null_max, null_fixed
+
+
+_search_null_from_caches_jit = jax.jit(_search_null_from_caches, static_argnames=("plan", "fixed"))
+_model_cache_jit = jax.jit(_layers._model_cache, static_argnames=("plan",))
+
+
+@functools.partial(jax.jit, static_argnames=("plan", "fixed"))
+def _layer_search_null(a, b, perms, plan, fixed: tuple[int, int]):
+  """(observed grid [La, Lb], null maxima [P], fixed-pair null [P])."""
+  if plan.neighbours:
+    return _search_null_from_caches(_layers._model_cache(a, plan), _layers._model_cache(b, plan),
+                                    perms, plan, fixed)
+
+  def one(p):
+    grid = _layers._generic_grid(plan, a, _permute_model(b, p))
+    return grid.max(), grid[fixed]
+
+  null_max, null_fixed = lax.map(one, perms)
+  return _layers._generic_grid(plan, a, b), null_max, null_fixed
+
+
+def _search_result(grid, null_max, null_fixed, fixed: tuple[int, int]) -> LayerSearchNull:
+  grid = np.asarray(grid, np.float32)
+  null_max, null_fixed = np.asarray(null_max, np.float32), np.asarray(null_fixed, np.float32)
+  flat = int(np.argmax(grid))
+  best = float(grid.reshape(-1)[flat])
+  fixed_score = float(grid[fixed])
+  return LayerSearchNull(
+      scores=grid, best_score=best, best_pair=(flat // grid.shape[1], flat % grid.shape[1]),
+      null=null_max, null_mean=float(null_max.mean()), null_std=float(null_max.std()),
+      p_value=_p_value(best, null_max, True), fixed_pair=fixed, fixed_score=fixed_score,
+      fixed_null=null_fixed, fixed_p_value=_p_value(fixed_score, null_fixed, True))
 
 
 def layer_search_null(
@@ -521,17 +543,80 @@ def layer_search_null(
     perms = permutations(n, _validation.positive_int(num_permutations, "num_permutations"), seed)
   else:
     perms = _check_indices(indices, n, "permutation")
-  grid, null_max, null_fixed = _layer_search_null(a, b, jnp.asarray(perms), plan, fixed)
-  grid = np.asarray(grid, np.float32)
-  null_max, null_fixed = np.asarray(null_max, np.float32), np.asarray(null_fixed, np.float32)
-  flat = int(np.argmax(grid))
-  best = float(grid.reshape(-1)[flat])
-  fixed_score = float(grid[fixed])
-  return LayerSearchNull(
-      scores=grid, best_score=best, best_pair=(flat // lb, flat % lb), null=null_max,
-      null_mean=float(null_max.mean()), null_std=float(null_max.std()),
-      p_value=_p_value(best, null_max, True), fixed_pair=fixed, fixed_score=fixed_score,
-      fixed_null=null_fixed, fixed_p_value=_p_value(fixed_score, null_fixed, True))
+  return _search_result(*_layer_search_null(a, b, jnp.asarray(perms), plan, fixed), fixed)
+
+
+def iter_zoo_search_nulls(
+    metric: str,
+    models: Sequence[Float[ArrayLike, "l n d"] | Sequence[Float[ArrayLike, "n d_l"]]],
+    *,
+    pairs: Sequence[tuple[int, int]] | None = None,
+    num_permutations: int = 100,
+    seed: int = 0,
+    fixed_layers: Sequence[int] | None = None,
+    indices: Int[ArrayLike, "p n"] | None = None,
+    **hyperparameters,
+) -> Iterator[tuple[tuple[int, int], LayerSearchNull]]:
+  """`layer_search_null` for many model pairs of a zoo, each model's kNN computed once.
+
+  Yields `((i, j), layer_search_null(metric, models[i], models[j], ...))`
+  pair by pair, in `pairs` order, so a caller can record each as it comes.
+  For metrics scored from neighbour lists every model's per-layer
+  `Neighbours` are computed once (sum_m L_m kNN searches for the whole zoo,
+  instead of La + Lb per pair) and every pair's grid and null reuse them;
+  every pair uses the same permutations. Other metrics are evaluated per pair.
+
+  Args:
+    metric: a registered metric name.
+    models: M models, each `[L, N, D]` or a list of `[N, D_l]`, same N.
+    pairs: `(i, j)` model pairs (`models[i]` as `a`); default every i != j,
+      or i < j when the metric is symmetric.
+    num_permutations, seed, indices: the permutations, as `layer_search_null`.
+    fixed_layers: each model's pre-chosen layer (negative counts from the
+      end); default every model's last layer.
+    **hyperparameters: the metric's keywords.
+
+  Raises:
+    ValueError: as `layer_search_null`; pairs or fixed layers out of range.
+
+  Cost: kNN metrics: sum_m L_m kNN searches, then (P + 1) La Lb pair kernels
+  per pair. Others: (P + 1) La Lb metric evaluations per pair.
+  """
+  if isinstance(models, (str, bytes)) or not isinstance(models, Sequence) or not models:
+    raise ValueError("`models` must be a non-empty sequence of models.")
+  names = [f"models[{m}]" for m in range(len(models))]
+  checked, n = _validation.layer_stacks(list(models), names)
+  plan = _layers._plan(metric, hyperparameters, checked, names, n)
+  counts = [_layers._num_layers(m) for m in checked]
+  if pairs is None:
+    symmetric = plan.info.symmetric
+    pairs = [(i, j) for i in range(len(checked)) for j in range(len(checked))
+             if i != j and (not symmetric or i < j)]
+  pairs = [tuple(int(v) for v in pair) for pair in pairs]
+  for i, j in pairs:
+    if not (0 <= i < len(checked) and 0 <= j < len(checked)):
+      raise ValueError(f"`pairs` holds {(i, j)}, outside the {len(checked)} models.")
+  if fixed_layers is None:
+    fixed_layers = [-1] * len(checked)
+  if len(fixed_layers) != len(checked):
+    raise ValueError(f"`fixed_layers` must name one layer per model ({len(checked)}), got "
+                     f"{len(fixed_layers)}.")
+  if indices is None:
+    perms = permutations(n, _validation.positive_int(num_permutations, "num_permutations"), seed)
+  else:
+    perms = _check_indices(indices, n, "permutation")
+  perms = jnp.asarray(perms)
+  caches = {}
+  for i, j in pairs:
+    fixed = _fixed_pair((fixed_layers[i], fixed_layers[j]), counts[i], counts[j])
+    if plan.neighbours:
+      for m in (i, j):
+        if m not in caches:
+          caches[m] = _model_cache_jit(checked[m], plan)
+      result = _search_null_from_caches_jit(caches[i], caches[j], perms, plan, fixed)
+    else:
+      result = _layer_search_null(checked[i], checked[j], perms, plan, fixed)
+    yield (i, j), _search_result(*result, fixed)
 
 
 def _fixed_pair(fixed_pair, la: int, lb: int) -> tuple[int, int]:
