@@ -14,7 +14,7 @@ pixels, or bag-of-tokens counts for captions), stored like any model.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax

@@ -162,7 +162,7 @@ def _read_tensors(path: pathlib.Path) -> dict[str, np.ndarray]:
                      f"not unpickle (it can run arbitrary code).")
   try:
     return safetensors.numpy.load_file(str(path))
-  except Exception as e:  # noqa: BLE001 - safetensors raises several types for corrupt files
+  except Exception as e:  # safetensors raises several exception types for corrupt files
     raise ValueError(f"{path} is not a readable safetensors file: {e}") from e
 
 

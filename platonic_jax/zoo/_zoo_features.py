@@ -158,7 +158,7 @@ def extract_zoo_features(zoo_dir: str | os.PathLike, output_dir: str | os.PathLi
                        f"{sorted(_INPUT_KEYS)}.")
     examples = data(dataset)
     inputs, ids = examples[_INPUT_KEYS[modality]], examples["id"]
-    base = dict(dataset=dataset, split=split, num_examples=int(len(ids)), modality=modality)
+    base = dict(dataset=dataset, split=split, num_examples=len(ids), modality=modality)
     if raw_baseline and (dataset, modality) not in raw_done:
       raw_done.add((dataset, modality))
       written.append(_write_raw(output_dir, inputs, ids, base, dataset_spec(dataset), log))
