@@ -19,7 +19,8 @@ import datetime
 import json
 import os
 import pathlib
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -234,7 +235,7 @@ def measure_feature_sets(
                 "config": config,
                 **_pair_fields(info.name, search, layers[i], layers[j], resamples, confidence,
                                hyper),
-                "recorded_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+                "recorded_at": datetime.datetime.now(datetime.UTC).isoformat()}
       if writer is not None:
         writer.write(record)
       by_pair[i, j] = record

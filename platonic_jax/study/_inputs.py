@@ -28,8 +28,8 @@ import json
 import os
 import pathlib
 import re
-import zipfile
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -167,7 +167,7 @@ def _read(path: pathlib.Path) -> FeatureSet:
     # numpy's message for object arrays names allow_pickle; say what it means here.
     reason = ("it holds pickled (object) arrays" if "allow_pickle" in str(e) else str(e))
     raise ValueError(f"cannot read {path}: {reason}.") from e
-  except (OSError, EOFError, zipfile.BadZipFile, Exception) as e:  # noqa: BLE001
+  except Exception as e:
     raise ValueError(f"cannot read {path}: {type(e).__name__}: {e}") from e
   sizes = {layer.shape[0] for layer in layers}
   if len(sizes) != 1:

@@ -16,7 +16,8 @@ import io
 import math
 import os
 import pathlib
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -110,16 +111,16 @@ def alignment_markdown(records: Sequence[Mapping[str, Any]], *, alpha: float = 0
   if records:
     config = records[0]["config"]
     lines += [
-        f"N = {config['num_samples']} samples; {config['num_permutations']} permutations "
-        f"(shuffled correspondence, one permutation for every layer of `b`); "
-        f"{config['num_resamples']} half-samples for {config['confidence']:.0%} intervals "
-        f"(re-centred half-sampling); seed {config['seed']}; features "
-        f"{'clamped and L2-normalised' if config['prepare'] else 'as given'}.", "",
-        f"Each cell: score, interval, (layer of a, layer of b). {NOT_SEPARATED} marks a score "
-        f"whose p-value against its null is >= {alpha}: it does not separate from the null. "
-        "The best-layer score is the maximum over all layer pairs and is biased upward; its "
-        "null is the same maximum under shuffled correspondence. The fixed-layer score uses "
-        "the last layers.", ""]
+        (f"N = {config['num_samples']} samples; {config['num_permutations']} permutations "
+         f"(shuffled correspondence, one permutation for every layer of `b`); "
+         f"{config['num_resamples']} half-samples for {config['confidence']:.0%} intervals "
+         f"(re-centred half-sampling); seed {config['seed']}; features "
+         f"{'clamped and L2-normalised' if config['prepare'] else 'as given'}."), "",
+        (f"Each cell: score, interval, (layer of a, layer of b). {NOT_SEPARATED} marks a score "
+         f"whose p-value against its null is >= {alpha}: it does not separate from the null. "
+         "The best-layer score is the maximum over all layer pairs and is biased upward; its "
+         "null is the same maximum under shuffled correspondence. The fixed-layer score uses "
+         "the last layers."), ""]
   for metric in metrics:
     matrix = _alignment.alignment_matrix(records, metric)
     k = records[[r["metric"] for r in records].index(metric)]["config"].get("k")
@@ -592,9 +593,9 @@ def zoo_markdown(matrix: _alignment.AlignmentMatrix, infos: Sequence[MemberInfo]
     table.append([info.name] + ["—" if v is None else f"{v:.4g}" for v in values] + [
         f"{aligned.score[m]:.3f}{mark}", f"[{aligned.low[m]:.3f}, {aligned.high[m]:.3f}]",
         f"{aligned.null_mean[m]:.3f}", f"{aligned.num_separated[m]}/{aligned.num_pairs[m]}"])
-  lines += [f"Mean alignment with {'every other member' if columns is None else ', '.join(columns)}"
-            f" ({NOT_SEPARATED}: some of its pairs have p >= {alpha}):", "",
-            *_table(header, table), ""]
+  others = "every other member" if columns is None else ", ".join(columns)
+  lines += [f"Mean alignment with {others} ({NOT_SEPARATED}: some of its pairs have "
+            f"p >= {alpha}):", "", *_table(header, table), ""]
   corr_rows = []
   for attribute in attributes:
     values = [info.value(attribute) for info in rows]

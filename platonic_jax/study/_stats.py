@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import jax
@@ -179,7 +179,7 @@ def _check_indices(indices, n: int, kind: str) -> np.ndarray:
   """Validates caller-supplied index sets: 'permutation' `[P, N]` or 'resample' `[R, M]`."""
   try:
     indices = np.asarray(indices)
-  except Exception as e:  # noqa: BLE001 - re-raised with the argument's name
+  except Exception as e:  # numpy raises many types; re-raised naming the argument
     raise ValueError(f"`indices` must be an int array, got {type(indices).__name__}.") from e
   if kind == "permutation":
     shape_ok, expected = indices.ndim == 2 and indices.shape[1] == n, f"[P, N] with N = {n}"
