@@ -17,7 +17,7 @@ half-sampling intervals for both. Writes, under --output_dir:
 
   records.jsonl    one fsynced JSON line per measurement; a rerun skips those done
   alignment.json   per metric, the [M, M] matrices (scores, best layers, intervals, nulls)
-  report.md        the tables (also printed)
+  report.md        the tables (also printed), with a heatmap per metric under figures/
 """
 
 import pathlib
@@ -75,14 +75,17 @@ def main(argv):
   except ValueError as error:
     raise app.UsageError(str(error)) from None
   members = [s.name for s in sets]
-  study.write_json_atomic(output / "alignment.json", {
-      metric: study.matrix_json(study.alignment_matrix(records, metric, members))
-      for metric in FLAGS.metrics})
-  page = study.alignment_markdown(records, alpha=FLAGS.alpha,
+  matrices = {metric: study.alignment_matrix(records, metric, members) for metric in FLAGS.metrics}
+  study.write_json_atomic(output / "alignment.json",
+                          {metric: study.matrix_json(m) for metric, m in matrices.items()})
+  figures = {metric: study.plot_heatmap(m, output / "figures" / f"{metric}_heatmap.png",
+                                        alpha=FLAGS.alpha).relative_to(output).as_posix()
+             for metric, m in matrices.items()}
+  page = study.alignment_markdown(records, alpha=FLAGS.alpha, figures=figures,
                                   title="Alignment of " + ", ".join(members))
   study.write_text_atomic(output / "report.md", page)
   print(page)
-  print(f"records, alignment.json and report.md in {output}")
+  print(f"records.jsonl, alignment.json, report.md and figures/ in {output}")
 
 
 if __name__ == "__main__":

@@ -93,6 +93,8 @@ def test_script_end_to_end_resumes_and_reports(feature_dir, records, tmp_path):
   assert matrices["mutual_knn"]["scores"][0][0] is None
   report = (out / "report.md").read_text()
   assert "## mutual_knn (k = 4)" in report and "| **beta** |" in report
+  assert "![mutual_knn heatmap](figures/mutual_knn_heatmap.png)" in report
+  assert (out / "figures" / "mutual_knn_heatmap.png").read_bytes().startswith(b"\x89PNG")
   # A rerun (as after a kill) measures only what is not yet recorded.
   again = _script(*flags, "--metrics=mutual_knn,unbiased_cka")
   assert "measuring mutual_knn" not in again.stdout

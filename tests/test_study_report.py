@@ -156,6 +156,20 @@ def test_zoo_section_answers_with_intervals_nulls_and_marks(matrix, infos):
       "Mean alignment")[1]
 
 
+def test_zoo_report_writes_markdown_and_the_figures_it_embeds(tmp_path, records, infos):
+  matrices = [study.alignment_matrix(records, "mutual_knn"),
+              study.alignment_matrix([{**r, "metric": "unbiased_cka"} for r in records],
+                                     "unbiased_cka")]
+  infos = [*infos, report.MemberInfo("pixels", family="raw")]  # a baseline without attributes
+  page = study.write_zoo_report(matrices, infos, tmp_path, num_resamples=50)
+  text = page.read_text()
+  assert text.startswith("# Alignment across the zoo") and "| pixels | raw |" in text
+  embedded = [line.split("](")[1][:-1] for line in text.splitlines() if line.startswith("![")]
+  assert len(embedded) == 8  # per metric: heatmap, two attributes, bins
+  for relative in embedded:
+    assert (tmp_path / relative).read_bytes().startswith(PNG)
+
+
 def test_alignment_report_of_records(records):
   text = study.alignment_markdown(records, title="Synthetic")
   assert text.startswith("# Synthetic") and "N = 500 samples; 99 permutations" in text

@@ -42,6 +42,7 @@ from platonic_jax.study._report import plot_alignment_vs
 from platonic_jax.study._report import plot_binned
 from platonic_jax.study._report import plot_heatmap
 from platonic_jax.study._report import rank_correlation
+from platonic_jax.study._report import write_zoo_report
 from platonic_jax.study._report import zoo_markdown
 # -- colour experiment --
 from platonic_jax.study._colour import COLOUR_METRICS

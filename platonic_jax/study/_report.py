@@ -94,13 +94,16 @@ def pairs_markdown(records: Iterable[Mapping[str, Any]], metric: str, *,
 
 
 def alignment_markdown(records: Sequence[Mapping[str, Any]], *, alpha: float = 0.05,
-                       title: str = "Alignment") -> str:
+                       title: str = "Alignment",
+                       figures: Mapping[str, str] | None = None) -> str:
   """The whole report of `measure_feature_sets` records, one section per metric.
 
   Args:
     records: alignment records (other kinds are ignored).
     alpha: significance level for the not-separated mark.
     title: the page's heading.
+    figures: metric -> relative path of an image (e.g. its `plot_heatmap`)
+      shown under the metric's best-layer table.
 
   Returns:
     Markdown text.
@@ -126,6 +129,8 @@ def alignment_markdown(records: Sequence[Mapping[str, Any]], *, alpha: float = 0
     k = records[[r["metric"] for r in records].index(metric)]["config"].get("k")
     lines += [f"## {metric}" + (f" (k = {k})" if k is not None else ""), "",
               "Best layer pair:", "", matrix_markdown(matrix, alpha=alpha), "",
+              *([f"![{metric} heatmap]({figures[metric]})", ""]
+                if figures and metric in figures else []),
               "Fixed layers (last):", "", matrix_markdown(matrix, alpha=alpha, fixed=True), "",
               "Per pair:", "", pairs_markdown(records, metric, alpha=alpha), ""]
   if not metrics:
@@ -621,3 +626,56 @@ def zoo_markdown(matrix: _alignment.AlignmentMatrix, infos: Sequence[MemberInfo]
   for caption, image in (figures or {}).items():
     lines += [f"![{caption}]({image})", ""]
   return "\n".join(lines)
+
+
+def write_zoo_report(matrices: Sequence[_alignment.AlignmentMatrix],
+                     infos: Sequence[MemberInfo], out_dir, *, title: str = "Alignment across the zoo",
+                     attributes: Sequence[str] = ("num_params", "accuracy"),
+                     columns: Sequence[str] | None = None, num_bins: int = 3,
+                     alpha: float = 0.05, num_resamples: int = 1000,
+                     seed: int = 0) -> pathlib.Path:
+  """Writes `<out_dir>/report.md` and its PNG figures under `<out_dir>/figures/`.
+
+  One section per metric (`zoo_markdown`) with a heatmap, alignment against
+  every attribute that at least two members have, and the competence bins
+  of the first attribute when there are enough members. Files are written
+  atomically; rerunning overwrites them.
+
+  Args:
+    matrices: one `AlignmentMatrix` per metric, over the same members.
+    infos: the members' `MemberInfo` (members without one are left out of
+      the attribute figures and tables, kept in the heatmaps).
+    out_dir: the output folder (created if missing).
+    title: the page's heading.
+    attributes, columns, num_bins, alpha, num_resamples, seed: as `zoo_markdown`.
+
+  Returns:
+    The path of `report.md`.
+
+  Raises:
+    ValueError: no matrix, and what `zoo_markdown` raises.
+  """
+  if not matrices:
+    raise ValueError("`matrices` is empty; pass at least one AlignmentMatrix.")
+  out_dir = pathlib.Path(out_dir)
+  lines = [f"# {title}", "", "## Members", "", members_markdown(infos), ""]
+  for matrix in matrices:
+    figures = {"heatmap": plot_heatmap(matrix, out_dir / "figures" / f"{matrix.metric}_heatmap.png",
+                                       alpha=alpha)}
+    present = [i for i in infos if i.name in matrix.members]
+    for attribute in attributes:
+      if sum(i.value(attribute) is not None for i in present) >= 2:
+        figures[f"{matrix.metric} against {_LABELS[attribute]}"] = plot_alignment_vs(
+            matrix, present, attribute,
+            out_dir / "figures" / f"{matrix.metric}_vs_{attribute}.png", columns=columns,
+            alpha=alpha)
+    if sum(i.value(attributes[0]) is not None for i in present) >= max(num_bins, 2) * 2:
+      figures[f"{matrix.metric} within {_LABELS[attributes[0]]} bins"] = plot_binned(
+          binned_alignment(matrix, present, attributes[0], num_bins=num_bins, alpha=alpha),
+          out_dir / "figures" / f"{matrix.metric}_bins.png", metric=matrix.metric,
+          attribute=attributes[0])
+    relative = {caption: path.relative_to(out_dir).as_posix() for caption, path in figures.items()}
+    lines += [zoo_markdown(matrix, present, attributes=attributes, columns=columns,
+                           num_bins=num_bins, alpha=alpha, num_resamples=num_resamples,
+                           seed=seed, figures=relative), ""]
+  return _alignment.write_text_atomic(out_dir / "report.md", "\n".join(lines).rstrip() + "\n")
