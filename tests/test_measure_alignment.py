@@ -75,6 +75,11 @@ def test_non_symmetric_metrics_measure_both_orders(feature_dir):
   assert [(r["a"], r["b"]) for r in out] == [("alpha", "beta"), ("beta", "alpha")]
   with pytest.raises(ValueError, match="at least 2"):
     study.measure_feature_sets(sets[:1], ["cknna"])
+  for bad, match in (({"num_permutations": 0}, "num_permutations"),
+                     ({"confidence": 2.0}, "confidence"), ({"seed": -3}, "seed"),
+                     ({"metrics": ["nope"]}, "unknown metric")):
+    with pytest.raises(ValueError, match=match):
+      study.measure_feature_sets(sets, **{"metrics": ["cka"], **bad})
 
 
 def test_script_end_to_end_resumes_and_reports(feature_dir, records, tmp_path):

@@ -187,7 +187,8 @@ def measure_feature_sets(
 
   Raises:
     ValueError: fewer than 2 sets, sets with different N or repeated names,
-      unknown metrics, and what the statistics raise.
+      unknown metrics, bad `k`, `num_permutations`, `num_resamples`,
+      `confidence` or `seed`, and what the statistics raise.
 
   Cost: per metric, `iter_zoo_search_nulls` over the pairs to measure (kNN
   metrics search each set's layers once for the whole run, then (P + 1) La Lb
@@ -207,6 +208,13 @@ def measure_feature_sets(
   infos = [pj.get_metric(metric) for metric in metrics]
   if not infos:
     raise ValueError("`metrics` is empty; name at least one registered metric.")
+  for value, name in ((num_permutations, "num_permutations"), (num_resamples, "num_resamples"),
+                      (k, "k")):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+      raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
+  if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not (
+      0.0 < confidence < 1.0):
+    raise ValueError(f"`confidence` must be a number in (0, 1), got {confidence!r}.")
   permutations = _stats.permutations(n, num_permutations, seed)
   resamples = _stats.resamples(n, num_resamples, seed)
   layers = [prepared_layers(s) if prepare else s.layers for s in feature_sets]
