@@ -159,33 +159,30 @@ def _hyper(metric: str, k: int) -> dict[str, Any]:
 
 def _score_member(member: str, layers, layer_names, perceptual, metrics, k, num_permutations,
                   num_resamples, seed, shuffle) -> list[dict]:
-  """Records for one member: per layer, the permutation null and interval;
-  then the best layer beside the layer-search null and the fixed (last) layer."""
+  """Records for one member: every layer with its bootstrap interval and one
+  shuffled pairing; the best layer with the layer-search null; the fixed
+  (last) layer with its permutation null under the same permutations."""
   records = []
   for metric in metrics:
     hyper = _hyper(metric, k)
+    per_layer = []
     for index, (name, layer) in enumerate(zip(layer_names, layers)):
-      test = _stats.permutation_test(metric, perceptual, layer, num_permutations=num_permutations,
-                                     seed=seed, **hyper)
       interval = _stats.bootstrap_interval(metric, perceptual, layer, num_resamples=num_resamples,
                                            seed=seed, **hyper)
       shuffled = float(pj.measure(metric, perceptual, layer[shuffle], **hyper))
-      records.append({
+      per_layer.append({
           "member": member, "metric": metric, "selection": "layer", "layer": index,
-          "layer_name": name, "score": test.score, "low": interval.low, "high": interval.high,
-          "null_mean": test.null_mean, "null_std": test.null_std, "p_value": test.p_value,
+          "layer_name": name, "score": interval.score, "low": interval.low, "high": interval.high,
           "shuffled_pairing": shuffled})
     search = _stats.layer_search_null(metric, [perceptual], list(layers),
                                       num_permutations=num_permutations, seed=seed,
                                       fixed_pair=(0, len(layers) - 1), **hyper)
-    best = search.best_pair[1]
-    per_layer = [r for r in records if r["metric"] == metric and r["member"] == member]
+    records += per_layer
     for selection, index, null, p_value in (
-        ("best", best, search.null, search.p_value),
+        ("best", search.best_pair[1], search.null, search.p_value),
         ("last", len(layers) - 1, search.fixed_null, search.fixed_p_value)):
-      row = per_layer[index]
       records.append({
-          **row, "selection": selection, "null_mean": float(np.mean(null)),
+          **per_layer[index], "selection": selection, "null_mean": float(np.mean(null)),
           "null_std": float(np.std(null)), "null_q95": float(np.quantile(null, 0.95)),
           "p_value": float(p_value)})
   return records
@@ -197,10 +194,11 @@ class ColourExperiment:
 
   Attributes:
     records: one dict per (member, metric, selection[, layer]) with score,
-      interval (low, high), permutation null (null_mean, null_std, p_value)
-      and one shuffled pairing's score. `selection` is 'layer' (one per
-      layer), 'best' (max over layers; null = the layer-search null) or
-      'last' (the fixed last layer; null under the same permutations).
+      bootstrap interval (low, high) and one shuffled pairing's score.
+      `selection` is 'layer' (one per layer), 'best' (max over layers, with
+      the layer-search null: null_mean, null_std, null_q95, p_value) or
+      'last' (the fixed last layer, with its permutation null under the same
+      permutations).
     config: what was run (model, template, N, k, sigma, permutations, ...).
     layer_names: the text model's layer names.
   """
@@ -226,7 +224,9 @@ def colour_experiment(
   Members scored against perception: the pretrained model (every layer),
   the same architecture at random initialisation (seed `seed`), and the bag
   of words of the names. The same permutations and resamples serve every
-  member and layer.
+  member and layer. Every layer gets a bootstrap interval and one shuffled
+  pairing; the fixed (last) layer and the best layer get their permutation
+  nulls (the best layer's is the null of the whole layer search).
 
   Args:
     model_dir: a local Hugging Face text model directory (BERT, GPT-2, Llama,
@@ -247,8 +247,8 @@ def colour_experiment(
     ValueError: bad template, metric, k or counts.
 
   Cost: two forward passes over N names; per member and metric, one layer
-  search and L permutation tests and intervals (kNN metrics: 2 kNN searches
-  each, O(N^2 D); CKA: O((P + R) N D_a D_b)).
+  search and L bootstrap intervals (kNN metrics: 2 kNN searches each,
+  O(N^2 D); CKA: O((P + R) N D_a D_b)).
   """
   if "{}" not in template:
     raise ValueError(f"template must contain '{{}}', got {template!r}")
@@ -277,12 +277,17 @@ def colour_experiment(
       "random_init": zoo.hf_text_features(random_init, texts, batch_size=batch_size),
       "bag_of_words": [bag_of_words_features(names)],
   }
+  # Word counts are sparse: their 0.95 quantile is 0, so the clamp would zero them.
+  prepared = {m: _prepared(x, q=1.0 if m == "bag_of_words" else 0.95) for m, x in members.items()}
+  # Zero columns change no inner product, kernel or neighbour list; one common
+  # width lets every member reuse the same compiled statistics.
+  width = max(x.shape[1] for layers in prepared.values() for x in layers)
+  prepared = {m: [np.pad(x, ((0, 0), (0, width - x.shape[1]))) for x in layers]
+              for m, layers in prepared.items()}
   records = []
-  for member, layers in members.items():
+  for member, layers in prepared.items():
     layer_names = pretrained.layer_names if member != "bag_of_words" else ["counts"]
-    # Word counts are sparse: their 0.95 quantile is 0, so the clamp would zero them.
-    prepared = _prepared(layers, q=1.0 if member == "bag_of_words" else 0.95)
-    records += _score_member(member, prepared, layer_names, perceptual, metrics, k,
+    records += _score_member(member, layers, layer_names, perceptual, metrics, k,
                              num_permutations, num_resamples, seed, shuffle)
   config = {"model_dir": str(model_dir), "architecture": pretrained.architecture,
             "num_params": pretrained.num_params, "template": template, "num_colours": n,
@@ -351,9 +356,9 @@ def _plot(result: ColourExperiment, path: pathlib.Path) -> None:
       score = np.array([r["score"] for r in rows])
       ax.errorbar(x, score, yerr=[score - [r["low"] for r in rows], [r["high"] for r in rows] - score],
                   color=colour, marker="o", ms=3, capsize=2, label=_MEMBER_LABELS[member])
-      mean = np.array([r["null_mean"] for r in rows])
-      std = np.array([r["null_std"] for r in rows])
-      ax.fill_between(x, mean - 2 * std, mean + 2 * std, color=colour, alpha=0.15, lw=0)
+      last = _find(result.records, member, metric, "last")
+      ax.axhspan(last["null_mean"] - 2 * last["null_std"], last["null_mean"] + 2 * last["null_std"],
+                 color=colour, alpha=0.15, lw=0)
     bow = _find(result.records, "bag_of_words", metric, "last")
     ax.axhline(bow["score"], color="C2", ls="--", lw=1, label="bag of words")
     ax.axhspan(bow["low"], bow["high"], color="C2", alpha=0.1, lw=0)
@@ -365,7 +370,8 @@ def _plot(result: ColourExperiment, path: pathlib.Path) -> None:
   axes[0][0].set_ylabel("alignment with CIELAB")
   axes[0][0].legend(fontsize=6, loc="best")
   fig.suptitle(f"XKCD colours (N={result.config['num_colours']}): "
-               f"{pathlib.Path(result.config['model_dir']).name}; shaded: permutation null ± 2 sd",
+               f"{pathlib.Path(result.config['model_dir']).name}; bars: 95% bootstrap; "
+               f"shaded: last layer's permutation null ± 2 sd",
                fontsize=8)
   fig.tight_layout()
   temp = path.with_name(f".{path.name}.tmp.png")
