@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import platonic_jax as pj
-from platonic_jax.bench.definitions import common
+from platonic_jax.bench.definitions import common, torch_reference
 from platonic_jax.bench import Benchmark, Implementation, register_benchmark
 
 
@@ -107,6 +107,10 @@ for _unbiased in (False, True):
                          memory_bytes=lambda p: 8 * 8 * _N2(p),
                          work_flops=lambda p: 2 * (common.gram_flops(p) * 2 + _cubic(p, 6))),
           Implementation("gemm_only", _gemm_only, work_flops=_three_product_flops),
+          Implementation("torch_reference", torch_reference.cka_build(_unbiased), jit=False,
+                         unavailable=torch_reference.unavailable,
+                         memory_bytes=torch_reference.cka_memory,
+                         work_flops=torch_reference.cka_flops(_unbiased)),
       ],
       floor_flops=_three_product_flops,
       alignment=lambda out, p, impl: {} if impl == "gemm_only" else {"cka": out},

@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 import platonic_jax as pj
-from platonic_jax.bench.definitions import common
+from platonic_jax.bench.definitions import common, torch_reference
 from platonic_jax.bench import Benchmark, Implementation, register_benchmark
 
 
@@ -55,6 +55,10 @@ register_benchmark(Benchmark(
         Implementation("dense_reference", _dense_reference,
                        memory_bytes=lambda p: 10 * common.F32 * _N2(p),
                        work_flops=lambda p: 2 * common.gram_flops(p) + 6 * 2.0 * p["n"] ** 3),
+        Implementation("torch_reference", torch_reference.cknna_build, jit=False,
+                       unavailable=torch_reference.unavailable,
+                       memory_bytes=torch_reference.cknna_memory,
+                       work_flops=torch_reference.cknna_flops),
     ],
     floor_flops=lambda p: 2 * common.gram_flops(p),
     alignment=lambda out, p, impl: {"cknna": out},

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 import platonic_jax as pj
-from platonic_jax.bench.definitions import common
+from platonic_jax.bench.definitions import common, torch_reference
 from platonic_jax.bench import Benchmark, Implementation, register_benchmark
 
 
@@ -94,6 +94,10 @@ register_benchmark(Benchmark(
                        memory_bytes=lambda p: 0, work_flops=lambda p: 2 * common.gram_flops(p)),
         Implementation("gemm_only", _gemm_only, memory_bytes=lambda p: 2 * common.F32 * _N2(p),
                        work_flops=lambda p: 2 * common.gram_flops(p)),
+        Implementation("torch_reference", torch_reference.mutual_knn_build, jit=False,
+                       unavailable=torch_reference.unavailable,
+                       memory_bytes=torch_reference.mutual_knn_memory,
+                       work_flops=torch_reference.mutual_knn_flops),
     ],
     floor_flops=lambda p: 2 * common.gram_flops(p),
     alignment=lambda out, p, impl: {} if impl == "gemm_only" else {"mutual_knn": out},
