@@ -8,6 +8,7 @@ import pytest
 
 import platonic_jax as pj
 from platonic_jax import bench
+import platonic_jax.bench.definitions  # noqa: F401  (registers the benchmarks)
 import reference
 from conftest import correlated_pair
 
