@@ -13,6 +13,16 @@ from platonic_jax.zoo._world import WorldConfig
 from platonic_jax.zoo._world_render import caption_text
 from platonic_jax.zoo._world_render import generate_world
 # -- models, training, checkpoints, features --
+from platonic_jax.zoo._checkpoint import load_manifest
+from platonic_jax.zoo._checkpoint import restore_member
+from platonic_jax.zoo._spec import MemberSpec
+from platonic_jax.zoo._spec import ZooSpec
+from platonic_jax.zoo._spec import override_zoo
+from platonic_jax.zoo._spec import zoo_names
+from platonic_jax.zoo._spec import zoo_spec
+from platonic_jax.zoo._train import TrainingInterrupted
+from platonic_jax.zoo._train import ZooApi
+from platonic_jax.zoo._train import train_zoo
 from platonic_jax.zoo._capture import layer_features
 from platonic_jax.zoo._capture import layer_names
 from platonic_jax.zoo._capture import linen_layer_features
