@@ -85,7 +85,7 @@ def test_store_round_trip_is_bitwise_and_keeps_metadata(tmp_path, rng):
 
 
 def test_store_defaults_layer_names_and_positional_ids(tmp_path, rng):
-  loaded, meta = zoo.load_layer_features(
+  _, meta = zoo.load_layer_features(
       zoo.save_layer_features(tmp_path, "x", layers_fixture(rng), {}))
   assert meta["layer_names"] == ["layer_000", "layer_001"]
   np.testing.assert_array_equal(meta["sample_ids"], np.arange(7))
@@ -202,7 +202,10 @@ def test_extraction_takes_any_nnx_module_or_a_linen_apply_function():
 
   module = Linen()
   variables = module.init(jax.random.key(0), x[:1])
-  apply = lambda batch: zoo.linen_layer_features(module, variables, batch)  # noqa: E731
+
+  def apply(batch):
+    return zoo.linen_layer_features(module, variables, batch)
+
   got = zoo.extract_features(apply, x, batch_size=10)
   for a, b in zip(got, apply(jnp.asarray(x)).values()):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -334,3 +337,25 @@ def test_script_help_and_one_line_usage_errors(tmp_path):
   done = run_script(f"--zoo_dir={tmp_path}")
   assert done.returncode != 0
   assert "Traceback" not in done.stderr and "has no members" in done.stderr
+
+
+def test_script_extracts_a_trained_zoo_end_to_end_and_resumes(tmp_path):
+  data_dir, zoo_dir, out = tmp_path / "data", tmp_path / "zoo", tmp_path / "features"
+  member = zoo.MemberSpec("cnn", 4, 1, 0, "digits", "image", "supervised", ("label",), steps=2,
+                          checkpoint_steps=(0, 2), batch_size=16)
+  zoo.train_zoo([member], zoo_dir, data_dir=str(data_dir), log=lambda line: None)
+  flags = (f"--zoo_dir={zoo_dir}", f"--output_dir={out}", f"--data_dir={data_dir}",
+           "--num_examples=40", "--batch_size=16")
+  done = run_script(*flags)
+  assert done.returncode == 0, done.stderr[-2000:]
+  for step in (0, 2):
+    layers, meta = zoo.load_layer_features(zoo.features_path(out, "test", member.name, step))
+    assert meta["layer_names"] == ["conv_0", "dense"] and meta["step"] == step
+    assert [layer.shape for layer in layers] == [(40, 4), (40, 4)]
+    restored = zoo.restore_member(zoo_dir / member.name, step)
+    images = zoo.load_dataset("digits", "test", data_dir=str(data_dir), num_examples=40)
+    for a, b in zip(layers, zoo.layer_features(restored, jnp.asarray(images["image"]))):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(meta["sample_ids"], images["id"])
+  raw, _ = zoo.load_layer_features(zoo.features_path(out, "test", "raw-digits-image", 0))
+  assert raw[0].shape == (40, 64)

@@ -25,10 +25,13 @@ import numpy as np
 from jax.sharding import Mesh
 
 from platonic_jax.zoo import _capture
+from platonic_jax.zoo import _checkpoint
+from platonic_jax.zoo import _data
 from platonic_jax.zoo import _extract
+from platonic_jax.zoo import _families
 from platonic_jax.zoo import _feature_store
 
-MANIFEST = "manifest.json"
+MANIFEST = _checkpoint.MANIFEST
 _INPUT_KEYS = {"image": "image", "caption": "caption"}
 
 
@@ -58,14 +61,6 @@ def features_path(output_dir: str | os.PathLike, split: str, member: str,
                   step: int) -> pathlib.Path:
   """The store entry (`.safetensors` path) of one member's checkpoint on one split."""
   return pathlib.Path(output_dir) / split / member / f"step_{step:06d}.safetensors"
-
-
-def _read_manifest(member_dir: pathlib.Path) -> dict:
-  try:
-    with open(member_dir / MANIFEST) as f:
-      return json.load(f)
-  except (OSError, ValueError) as e:
-    raise ValueError(f"{member_dir / MANIFEST} is not a readable manifest: {e}") from e
 
 
 def _select_steps(available: list[int], steps: Sequence[int] | str) -> list[int]:
@@ -120,8 +115,8 @@ def extract_zoo_features(zoo_dir: str | os.PathLike, output_dir: str | os.PathLi
     data_dir: passed to `load_dataset`.
     load_dataset, dataset_spec: the zoo's dataset functions (defaults:
       `platonic_jax.zoo.load_dataset` / `dataset_spec`).
-    restore: `restore(member_dir, step) -> encoder` (default: the trainer's
-      `restore_member` with this module's `make_encoder`).
+    restore: `restore(member_dir, step) -> encoder` (default:
+      `platonic_jax.zoo.restore_member` with `make_encoder` and `dataset_spec`).
     log: receives one line per entry written or skipped.
 
   Returns:
@@ -129,13 +124,9 @@ def extract_zoo_features(zoo_dir: str | os.PathLike, output_dir: str | os.PathLi
 
   Cost: per checkpoint, one restore and one streamed forward pass over N.
   """
-  if load_dataset is None or dataset_spec is None:
-    from platonic_jax import zoo  # pylint: disable=g-import-not-at-top - the package re-exports
-    load_dataset = load_dataset or zoo.load_dataset
-    dataset_spec = dataset_spec or zoo.dataset_spec
+  load_dataset = load_dataset or _data.load_dataset
+  dataset_spec = dataset_spec or _data.dataset_spec
   if restore is None:
-    from platonic_jax.zoo import _checkpoint  # pylint: disable=g-import-not-at-top
-    from platonic_jax.zoo import _families  # pylint: disable=g-import-not-at-top
 
     def restore(member_dir, step):
       return _checkpoint.restore_member(member_dir, step, make_encoder=_families.make_encoder,
@@ -150,7 +141,7 @@ def extract_zoo_features(zoo_dir: str | os.PathLike, output_dir: str | os.PathLi
 
   written, raw_done = [], set()
   for member in zoo_members(zoo_dir, members):
-    manifest = _read_manifest(zoo_dir / member)
+    manifest = _checkpoint.load_manifest(zoo_dir / member)
     spec = manifest["spec"]
     modality, dataset = spec["modality"], spec["dataset"]
     if modality not in _INPUT_KEYS:
