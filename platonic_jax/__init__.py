@@ -23,6 +23,7 @@ from platonic_jax._layers import LayerGrid
 from platonic_jax._layers import ZooAlignment
 from platonic_jax._layers import layer_grid
 from platonic_jax._layers import zoo_alignment
+from platonic_jax._knn import Neighbours
 from platonic_jax._prepare import prepare_features
 from platonic_jax._rbf import median_sigma
 from platonic_jax._registry import MetricInfo
@@ -30,15 +31,19 @@ from platonic_jax._registry import get_metric
 from platonic_jax._registry import measure
 from platonic_jax._registry import metric_names
 from platonic_jax._registry import register_metric
+from platonic_jax._registry import registered_metric
 from platonic_jax._svcca import svcca
 from platonic_jax._svcca import svcca_correlations
+from platonic_jax._validation import checked
 
 __version__ = "0.1.0"
 
 __all__ = (
     "LayerGrid",
     "MetricInfo",
+    "Neighbours",
     "ZooAlignment",
+    "checked",
     "cka",
     "cknna",
     "cknna_from_indices",
@@ -58,6 +63,7 @@ __all__ = (
     "mutual_knn_from_indices",
     "prepare_features",
     "register_metric",
+    "registered_metric",
     "svcca",
     "svcca_correlations",
     "unbiased_cka",

@@ -14,17 +14,6 @@ from jaxtyping import Array, Float
 from platonic_jax import _hsic, _mesh, _rbf, _validation
 
 KERNELS = ("linear", "rbf")
-DEFAULT_CHUNK_ROWS = 4096
-
-
-def linear_method(n: int, dx: int, dy: int) -> str:
-  """'features' (D x D statistics) unless two N x N Grams need fewer FLOPs.
-
-  Feature space costs N (Dx^2 + Dy^2 + Dx Dy) multiply-adds and O(D^2) memory;
-  Gram space costs N^2 (Dx + Dy) and O(N^2) memory. 'gram' wins only when
-  Dx + Dy is large compared with N.
-  """
-  return "features" if dx * dx + dy * dy + dx * dy <= n * (dx + dy) else "gram"
 
 
 def linear_gram(x: jax.Array) -> jax.Array:
@@ -82,15 +71,19 @@ def _resolve_method(kernel: str, method: str, n: int, da: int, db: int, sharded:
     return "features" if kernel == "linear" else "tiled"
   if method != "auto":
     return method
-  return linear_method(n, da, db) if kernel == "linear" else "tiled"
+  return _hsic.linear_method(n, da, db) if kernel == "linear" else "tiled"
+
+
+def _check_sigma(sigma):
+  if isinstance(sigma, str):
+    _validation.choice(sigma, ("median",), "sigma")
+  elif isinstance(sigma, (int, float)) and not sigma > 0:
+    raise ValueError(f"`sigma` must be > 0 or 'median', got {sigma}.")
 
 
 def _bandwidths(a, b, sigma):
   if isinstance(sigma, str):
-    _validation.choice(sigma, ("median",), "sigma")
     return _rbf.median_sigma(a), _rbf.median_sigma(b)
-  if isinstance(sigma, (int, float)) and not sigma > 0:
-    raise ValueError(f"`sigma` must be > 0 or 'median', got {sigma}.")
   sigma = jnp.asarray(sigma, a.dtype)
   return sigma, sigma
 
@@ -103,7 +96,7 @@ def cka(
     unbiased: bool = False,
     *,
     method: str = "auto",
-    chunk_size: int = DEFAULT_CHUNK_ROWS,
+    chunk_size: int = _hsic.DEFAULT_CHUNK_ROWS,
     tile_size: int | None = None,
     mesh: Mesh | None = None,
     axis_name: str | tuple[str, ...] | None = None,
@@ -126,16 +119,19 @@ def cka(
     unbiased: use the unbiased HSIC (needs N >= 4) (static).
     method: linear: 'features' accumulates D x D statistics over row chunks,
       'gram' forms the N x N kernels, 'auto' picks the cheaper (see
-      `linear_method`). rbf: 'tiled' (default via 'auto') reduces one
+      `_hsic.linear_method`). rbf: 'tiled' (default via 'auto') reduces one
       `[tile, tile]` block at a time, 'gram' forms the N x N kernels.
     chunk_size: rows per chunk for 'features' (static).
     tile_size: rows per tile for rbf 'tiled' (static; default as `knn`).
-    mesh: shard rows over this mesh: linear statistics are `psum`-reduced,
-      RBF tiles travel around a device ring.
+    mesh: shard rows over this mesh (auto or explicit axes): linear
+      statistics are `psum`-reduced, RBF tiles travel around a device ring.
+      Inputs already row-sharded over several devices are computed on their
+      own mesh without it.
     axis_name: mesh axis (or axes) for the rows; default all.
 
   Returns:
     float32 scalar; in [0, 1] for the biased estimator, [-1, 1] unbiased.
+    NaN when a traced input holds NaN/Inf (concrete inputs raise).
 
   Cost: linear 'features': O(N (Da + Db)^2) time, O((Da + Db)^2 + chunk D)
   memory, no N x N matrix. rbf 'tiled': O(N^2 (Da + Db)) time (about half by
@@ -148,11 +144,21 @@ def cka(
   _validation.min_samples(n, 4 if unbiased else 2,
                           "The unbiased HSIC estimator" if unbiased else "CKA")
   _validation.positive_int(chunk_size, "chunk_size")
-  axes = None if mesh is None else _mesh.row_axes(mesh, axis_name)
-  method = _resolve_method(kernel, method, n, a.shape[1], b.shape[1], mesh is not None)
-  sigma_a, sigma_b = _bandwidths(a, b, sigma) if kernel == "rbf" else (1.0, 1.0)
-  return _cka(a, b, sigma_a, sigma_b, kernel=kernel, unbiased=bool(unbiased), method=method,
-              chunk_size=chunk_size, tile_size=tile_size, mesh=mesh, axes=axes)
+  _validation.tile_size(tile_size)
+  if kernel == "rbf":
+    _check_sigma(sigma)
+  place = _mesh.placement([a, b], mesh, axis_name, shard=mesh is not None or method != "gram")
+  method = _resolve_method(kernel, method, n, a.shape[1], b.shape[1], place.mesh is not None)
+  named_sigma = sigma if isinstance(sigma, str) else None
+
+  def score(mesh, a, b, sigma):
+    sigma_a, sigma_b = (_bandwidths(a, b, named_sigma or sigma) if kernel == "rbf"
+                        else (1.0, 1.0))
+    return _cka(a, b, sigma_a, sigma_b, kernel=kernel, unbiased=bool(unbiased), method=method,
+                chunk_size=chunk_size, tile_size=tile_size, mesh=mesh, axes=place.axes)
+
+  numeric_sigma = None if named_sigma else jnp.asarray(sigma, a.dtype)
+  return _validation.finite_or_nan(place.run(score, a, b, numeric_sigma), a=a, b=b)
 
 
 def unbiased_cka(
@@ -162,7 +168,7 @@ def unbiased_cka(
     sigma: float | str = 1.0,
     *,
     method: str = "auto",
-    chunk_size: int = DEFAULT_CHUNK_ROWS,
+    chunk_size: int = _hsic.DEFAULT_CHUNK_ROWS,
     tile_size: int | None = None,
     mesh: Mesh | None = None,
     axis_name: str | tuple[str, ...] | None = None,

@@ -22,7 +22,7 @@ from jax.typing import ArrayLike
 from jax.sharding import Mesh
 from jaxtyping import Array, Float, Int
 
-from platonic_jax import _hsic, _knn, _validation
+from platonic_jax import _hsic, _knn, _mesh, _validation
 
 ROW_CHUNK = 1024
 
@@ -76,12 +76,17 @@ def cknna_from_similarities(knn_a, sim_a, knn_b, sim_b, constant, unbiased: bool
   return jnp.where(constant, 0.0, score)
 
 
-def _with_self(x, values, index, k):
-  """Top k including the sample itself: merge (x_i . x_i, i) into the self-excluded list."""
-  n = x.shape[0]
-  self_sim = jnp.sum(x * x, axis=1).astype(values.dtype)[:, None]
-  self_idx = jnp.arange(n, dtype=index.dtype)[:, None]
-  return _knn.merge(values, index, self_sim, self_idx, k)
+def cknna_from_neighbours(na: _knn.Neighbours, nb: _knn.Neighbours, unbiased: bool = True):
+  """CKNNA from each representation's cached `Neighbours` (self included when not `unbiased`).
+
+  O(N k^2) time, O(N k) memory.
+  """
+  n, k = na.index.shape
+  _validation.neighbour_count(k, n, minimum=2)
+  if unbiased:
+    _validation.min_samples(n, 4, "The unbiased HSIC estimator")
+  return cknna_from_similarities(na.index, na.similarity, nb.index, nb.similarity,
+                                 na.constant | nb.constant, unbiased)
 
 
 def _constant(a, b):
@@ -91,11 +96,9 @@ def _constant(a, b):
 @functools.partial(jax.jit, static_argnames=("k", "unbiased", "precision", "tile_size", "mesh",
                                              "axes"))
 def _cknna(a, b, k: int, unbiased: bool, precision: str, tile_size, mesh, axes):
-  lists = []
-  for x in (a, b):
-    values, index = _knn.knn_with_similarities(x, k, precision, "auto", tile_size, mesh, axes)
-    lists.append((index, values) if unbiased else _with_self(x, values, index, k)[::-1])
-  return cknna_from_similarities(*lists[0], *lists[1], _constant(a, b), unbiased)
+  na, nb = (_knn.neighbours(x, k, precision, tile_size, mesh, axes, include_self=not unbiased)
+            for x in (a, b))
+  return cknna_from_neighbours(na, nb, unbiased)
 
 
 @functools.partial(jax.jit, static_argnames=("unbiased",))
@@ -136,21 +139,27 @@ def cknna(
     precision: similarity precision of the kNN step (see `knn`); the kernel
       values K_ij, L_ij come from that step too.
     tile_size: Gram tile rows of the kNN step (see `knn`).
-    mesh: shard rows over this mesh; the kNN step runs as a device ring.
+    mesh: shard rows over this mesh (auto or explicit axes); the kNN step
+      runs as a device ring. Inputs already row-sharded over several devices
+      are computed on their own mesh without it.
     axis_name: mesh axis (or axes) for the rows; default all.
 
   Returns:
     float32 scalar. Not symmetric in (a, b) in general: M*K is not symmetric.
+    NaN when a traced input holds NaN/Inf (concrete inputs raise).
 
   Cost: two tiled kNN, then O(N k^2) time and O(N k) memory: the masked
   kernels are read off the neighbour lists and their similarities.
   """
   a, b = _validation.feature_pair(a, b)
-  k = _validation.neighbour_count(k, a.shape[0], minimum=2)
+  a, k = _knn.check_knn_args(a, k, precision, name="a", min_k=2, tile_size=tile_size, mesh=mesh)
   if unbiased:
     _validation.min_samples(a.shape[0], 4, "The unbiased HSIC estimator")
-  _, _, axes = _knn.check_knn_args(a, k, precision, mesh=mesh, axis_name=axis_name)
-  return _cknna(a, b, k, bool(unbiased), precision, tile_size, mesh, axes)
+  place = _mesh.placement([a, b], mesh, axis_name)
+  score = place.run(
+      lambda mesh, a, b: _cknna(a, b, k, bool(unbiased), precision, tile_size, mesh, place.axes),
+      a, b)
+  return _validation.finite_or_nan(score, a=a, b=b)
 
 
 def cknna_from_indices(
@@ -165,16 +174,24 @@ def cknna_from_indices(
 
   Args mirror `cknna`; with `unbiased=False` the lists must be the top k
   *including* the sample itself. The kernel values are recomputed in float32
-  from the features. Cost: O(N k (Da + Db + k)) time, O(N k + chunk k D) memory.
+  from the features.
+
+  Returns:
+    float32 scalar; NaN when traced features hold NaN/Inf or a traced list an
+    index outside [0, N).
+
+  Raises:
+    ValueError: as `cknna`, and lists that are not integer `[N, k]` arrays of
+      one shape with N rows, or (concrete) hold an index outside [0, N).
+
+  Cost: O(N k (Da + Db + k)) time, O(N k + chunk k D) memory.
   """
   a, b = _validation.feature_pair(a, b)
-  knn_a, knn_b = jnp.asarray(knn_a), jnp.asarray(knn_b)
-  if knn_a.shape != knn_b.shape or knn_a.ndim != 2 or knn_a.shape[0] != a.shape[0]:
-    raise ValueError(
-        f"`knn_a` and `knn_b` must both be [N, k] with N = {a.shape[0]}, got "
-        f"{tuple(knn_a.shape)} and {tuple(knn_b.shape)}.")
-  _validation.neighbour_count(knn_a.shape[1], a.shape[0], minimum=2)
+  knn_a, knn_b = _validation.neighbour_lists(knn_a, knn_b, n=a.shape[0], minimum_k=2)
   if unbiased:
     _validation.min_samples(a.shape[0], 4, "The unbiased HSIC estimator")
-  return _cknna_from_indices(a, b, knn_a.astype(jnp.int32), knn_b.astype(jnp.int32),
-                             bool(unbiased))
+  place = _mesh.placement([a, b, knn_a, knn_b], shard=False)
+  score = place.run(lambda _, *args: _cknna_from_indices(*args, bool(unbiased)),
+                    a, b, knn_a, knn_b)
+  score = _validation.finite_or_nan(score, a=a, b=b)
+  return _validation.indices_or_nan(score, knn_a=knn_a, knn_b=knn_b)

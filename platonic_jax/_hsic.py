@@ -24,6 +24,17 @@ from jax.sharding import PartitionSpec as P
 from platonic_jax import _mesh
 
 _CKA_EPS = 1e-6  # the reference's denominator guard, kept for value compatibility
+DEFAULT_CHUNK_ROWS = 4096  # rows per chunk of the streamed feature-space statistics
+
+
+def linear_method(n: int, dx: int, dy: int) -> str:
+  """'features' (D x D statistics) unless two N x N Grams need fewer FLOPs.
+
+  Feature space costs N (Dx^2 + Dy^2 + Dx Dy) multiply-adds and O(D^2) memory;
+  Gram space costs N^2 (Dx + Dy) and O(N^2) memory. 'gram' wins only when
+  Dx + Dy is large compared with N.
+  """
+  return "features" if dx * dx + dy * dy + dx * dy <= n * (dx + dy) else "gram"
 
 
 def dot_highest(u, v):

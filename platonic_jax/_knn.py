@@ -7,13 +7,15 @@ the Gram matrix, which is what lets N go far past N x N memory.
 
 Three facts make the tiled path fast and exact:
 
-* Group pre-selection. A row of a tile is cut into groups of g consecutive
-  columns. The top k of the row lie inside the k groups with the largest
-  maxima (ranked by (max desc, group asc)): any element outside them is
-  outranked by k group maxima. So selection touches c/g + k*g values instead
-  of c.
-* Symmetry. The self-similarity Gram is symmetric, so the tile (i, j), i <= j,
-  serves row block i (its rows) and row block j (its columns, read in place).
+* Group lists. Columns fall into groups of g consecutive indices. Each row
+  keeps its k best groups, ranked by (maximum desc, group asc), with their g
+  similarities: its top k lie inside them, since any other element is
+  outranked by k group maxima. A tile then costs one max-reduction into
+  groups and a selection among tile/g maxima per row; elements are selected
+  once, at the end, among k g members.
+* Symmetry. The self-similarity Gram is symmetric, so the tile (i, j), i < j,
+  serves row block i (its rows) and row block j (its columns, read in place),
+  on one device and around the device ring alike.
 * Order-free selection. Every selection and merge ranks candidates by
   (value desc, index asc) explicitly (`select_top_k`), so blocks may arrive in
   any order (symmetric tiles, the device ring) and the tie-break stays exact.
@@ -23,25 +25,21 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
-import numpy as np
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 from jax.sharding import Mesh
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Bool, Float, Int
 
-from platonic_jax import _mesh, _validation
+from platonic_jax import _mesh, _pallas_knn, _tiles, _validation
 
 PRECISIONS = ("highest", "default", "bfloat16")
-METHODS = ("auto", "tiled", "dense")
+METHODS = ("auto", "tiled", "dense", "pallas")
 _NEG_INF = -jnp.inf
-
-
-def default_tile_size() -> int:
-  """Rows per Gram tile: 2048 on CPU (L2-friendly GEMMs), 4096 on accelerators."""
-  return 2048 if jax.default_backend() == "cpu" else 4096
 
 
 def cast_for_precision(x: jax.Array, precision: str) -> jax.Array:
@@ -63,14 +61,19 @@ def similarity(a: jax.Array, b: jax.Array, precision: str) -> jax.Array:
   )
 
 
-def _group_size(columns: int, k: int) -> int:
-  """Power of two near sqrt(columns / k): balances the two selection passes."""
-  if columns < 4 * k:
-    return 1
-  g = 2 ** int(round(math.log2(math.sqrt(columns / k))))
-  while g > 1 and (columns % g or columns // g < k):
+_MAX_MEMBERS = 256  # bound on k * g: the member lists hold O(N k g) floats
+
+
+def list_group_size(tile: int, k: int) -> int:
+  """Columns per group in the group lists: 16, fewer when k is large or the tile narrow.
+
+  16 measured fastest on CPU at tile 2048 (32 and 64 are slower); the tile
+  must hold at least k groups, and k * g stays under `_MAX_MEMBERS`.
+  """
+  g = 16
+  while g > 1 and (tile % g or tile // g < k or k * g > _MAX_MEMBERS):
     g //= 2
-  return max(g, 1)
+  return g
 
 
 _EXTRACTION_MAX_K = 16  # up to here k max-extractions beat a sort's per-row cost on CPU
@@ -102,56 +105,156 @@ def select_top_k(values: Float[Array, "r c"], index: Int[Array, "r c"], k: int):
   return lax.fori_loop(0, k, extract, init)[2:]
 
 
-def block_top_k(
-    s: Float[Array, "r c"], k: int, offset, approx_recall: float | None = None, *,
-    axis: int = 1,
-) -> tuple[Float[Array, "m k"], Int[Array, "m k"]]:
-  """Top k along `axis` of a similarity block, ties to the lower index.
-
-  `axis=1`: each row's top k among the columns (global index `offset + column`);
-  `axis=0`: each column's top k among the rows (global `offset + row`),
-  without transposing the block. Values come sorted descending.
-
-  Cost: one O(r c) max-reduction into groups of g consecutive entries, then
-  selection among c/g group maxima and k g candidates (g = `_group_size`).
-  With `approx_recall` the selection is `lax.approx_max_k` at that recall
-  target (approximate on TPU; XLA computes it exactly on CPU and GPU).
-  """
-  if axis == 0:
-    s_lines = s.T  # only materialised on the small-block and approximate paths below
-  r, c = s.shape if axis == 1 else s.shape[::-1]
-  if approx_recall is not None:
-    values, local = lax.approx_max_k(s if axis == 1 else s_lines, k, recall_target=approx_recall)
-    return values, local.astype(jnp.int32) + offset
-  g = _group_size(c, k)
-  if g == 1 or c < k:
-    lines = s if axis == 1 else s_lines
-    if c < k:  # narrow block (many shards, k near N): -inf entries never survive the merges
-      lines = jnp.pad(lines, ((0, 0), (0, k - c)), constant_values=_NEG_INF)
-    local = jnp.broadcast_to(jnp.arange(lines.shape[1], dtype=jnp.int32), lines.shape)
-    values, chosen = select_top_k(lines, local, k)
-    return values, chosen + offset
-  if axis == 1:
-    grouped = s.reshape(r, c // g, g)
-    group_max = grouped.max(axis=2)
-  else:
-    grouped = s.reshape(c // g, g, r)  # rows of s in groups: [group, member, line]
-    group_max = grouped.max(axis=1).T
-  group_ids = jnp.broadcast_to(jnp.arange(c // g, dtype=jnp.int32), group_max.shape)
-  _, groups = select_top_k(group_max, group_ids, k)
-  if axis == 1:
-    candidates = jnp.take_along_axis(grouped, groups[:, :, None], axis=1)
-  else:
-    candidates = grouped[groups, :, jnp.arange(r)[:, None]]
-  local = (groups[:, :, None] * g + jnp.arange(g, dtype=jnp.int32)).reshape(r, k * g)
-  values, chosen = select_top_k(candidates.reshape(r, k * g), local, k)
-  return values, chosen + offset
-
-
 def merge(run_values, run_index, new_values, new_index, k: int):
   """Merges two top-k lists (any index order) into the top k by (value desc, index asc)."""
   return select_top_k(jnp.concatenate([run_values, new_values], axis=-1),
                       jnp.concatenate([run_index, new_index], axis=-1), k)
+
+
+# Group lists. Columns fall into groups of g consecutive global indices (group
+# id = column // g). For every row we keep the k best groups seen so far,
+# ranked by (group maximum desc, group id asc), with the g similarities of each
+# (`GroupLists` = (maxima [r, k], ids [r, k], members [r, k, g])). The row's
+# top k lie inside its k best groups: an element of any other group is
+# outranked by the maxima of k better groups (a tied maximum sits in a group
+# of lower indices). So each tile costs one max-reduction into groups and a
+# selection among tile/g group maxima per row, and elements are selected once,
+# at the end, among k g members. Negative ids are sentinels (all members -inf).
+
+def empty_group_lists(rows: int, k: int, g: int):
+  """Group lists `[rows]` holding only sentinels."""
+  return (jnp.full((rows, k), _NEG_INF, jnp.float32),
+          jnp.broadcast_to(-1 - jnp.arange(k, dtype=jnp.int32), (rows, k)),
+          jnp.full((rows, k, g), _NEG_INF, jnp.float32))
+
+
+def merge_group_lists(a, b, k: int):
+  """The k best groups of two group lists (any order), with their members."""
+  maxima, ids, members = (jnp.concatenate([x, y], axis=1) for x, y in zip(a, b))
+  top, chosen = select_top_k(maxima, ids, k)
+  m = ids.shape[1]
+  # Position of each chosen id; duplicated (sentinel) ids have equal members, any will do.
+  pos = jnp.min(jnp.where(ids[:, None, :] == chosen[:, :, None], jnp.arange(m, dtype=jnp.int32), m),
+                axis=2)
+  return top, chosen, jnp.take_along_axis(members, pos[:, :, None], axis=1)
+
+
+def fold_groups(lists, maxima: Float[Array, "r G"], members_of, first_group, k: int,
+                approx_recall: float | None = None):
+  """Folds one tile side into `lists`: row r's columns in G groups of g.
+
+  `maxima` holds each group's maximum; `members_of(chosen)` gathers the
+  `[r, k, g]` similarities of the chosen local groups `[r, k]`.
+  `first_group` is the global id of group 0. Cost: O(r G k) for the
+  selection (`lax.approx_max_k` with `approx_recall`) plus O(r k g).
+  """
+  if approx_recall is None:
+    local = jnp.broadcast_to(jnp.arange(maxima.shape[1], dtype=jnp.int32), maxima.shape)
+    top, chosen = select_top_k(maxima, local, k)
+  else:
+    top, chosen = lax.approx_max_k(maxima, k, recall_target=approx_recall)
+    chosen = chosen.astype(jnp.int32)
+  return merge_group_lists(lists, (top, chosen + first_group, members_of(chosen)), k)
+
+
+def finish_group_lists(lists, k: int):
+  """(similarities, indices) `[r, k]`: the top k among each row's k g members."""
+  _, ids, members = lists
+  rows, _, g = members.shape
+  index = (ids[:, :, None] * g + jnp.arange(g, dtype=jnp.int32)).reshape(rows, -1)
+  return select_top_k(members.reshape(rows, -1), index, k)
+
+
+def masked_tile(q, db, row0, col0, n_valid: int, precision: str):
+  """`q @ db.T` (float32) of rows from `row0` and columns from `col0`, the diagonal
+  and padding (index >= n_valid) set to -inf; the mask pass runs only on tiles that
+  hold either."""
+  s = similarity(q, db, precision).astype(jnp.float32)
+  r, c = s.shape
+
+  def mask(s):
+    row = row0 + jnp.arange(r, dtype=jnp.int32)
+    col = col0 + jnp.arange(c, dtype=jnp.int32)
+    valid = (row[:, None] < n_valid) & (col[None, :] < n_valid) & (row[:, None] != col[None, :])
+    return jnp.where(valid, s, _NEG_INF)
+
+  overlaps = (row0 < col0 + c) & (col0 < row0 + r)
+  return lax.cond(overlaps | (row0 + r > n_valid) | (col0 + c > n_valid), mask, lambda s: s, s)
+
+
+def fold_tile(row_lists, col_lists, s, row0, col0, g: int, k: int, approx_recall, *,
+              columns=True):
+  """Folds the tile `s` [r, c] into its rows' lists and (where `columns`) its columns' lists.
+
+  `row0`, `col0`: global indices of the tile's first row and column (multiples of g).
+  The column side reads `s` in groups of g rows without a transposed copy.
+  """
+  r, c = s.shape
+  by_rows = s.reshape(r, c // g, g)
+  by_columns = s.reshape(r // g, g, c)  # column c's groups, read in place (no transposed copy)
+
+  def column_side(lists):
+    members = lambda chosen: by_columns[chosen, :, jnp.arange(c)[:, None]]
+    return fold_groups(lists, by_columns.max(axis=1).T, members, row0 // g, k, approx_recall)
+
+  if columns is True:
+    col_lists = column_side(col_lists)
+  elif columns is not False:  # traced: the diagonal tile of a symmetric pass has no column side
+    col_lists = lax.cond(columns, column_side, lambda lists: lists, col_lists)
+  members = lambda chosen: jnp.take_along_axis(by_rows, chosen[:, :, None], axis=1)
+  row_lists = fold_groups(row_lists, by_rows.max(axis=2), members, col0 // g, k, approx_recall)
+  return row_lists, col_lists
+
+
+def _block(lists, i):
+  return tuple(lax.dynamic_index_in_dim(a, i, keepdims=False) for a in lists)
+
+
+def _set_block(lists, i, new):
+  return tuple(lax.dynamic_update_index_in_dim(a, b, i, 0) for a, b in zip(lists, new))
+
+
+def symmetric_pass(lists, blocks, offset, n_valid: int, k: int, precision: str, approx_recall):
+  """Folds every pair of row tiles of one block (`blocks` [T, tile, D], global rows from
+  `offset`) into its group lists `[T, tile, ...]`, each unordered pair computed once:
+  tile (i, j), i < j, serves tile i through its rows and tile j through its columns."""
+  tile = blocks.shape[1]
+  g = lists[2].shape[-1]
+  rows_of_pairs, cols_of_pairs = _tiles.upper_tile_pairs(blocks.shape[0])
+
+  def step(lists, pair):
+    i, j = pair
+    s = masked_tile(blocks[i], blocks[j], offset + i * tile, offset + j * tile, n_valid, precision)
+    rows, cols = fold_tile(_block(lists, i), _block(lists, j), s, offset + i * tile,
+                           offset + j * tile, g, k, approx_recall, columns=i != j)
+    return _set_block(_set_block(lists, j, cols), i, rows), None
+
+  lists, _ = lax.scan(step, lists, (jnp.asarray(rows_of_pairs), jnp.asarray(cols_of_pairs)))
+  return lists
+
+
+def cross_pass(q_lists, db_lists, q_blocks, db_blocks, q_offset, db_offset, n_valid: int, k: int,
+               precision: str, approx_recall, *, columns: bool):
+  """Folds every tile of two distinct blocks into the query rows' lists and (where
+  `columns`) into the database rows' lists: one GEMM serves both sides."""
+  tile = q_blocks.shape[1]
+  g = q_lists[2].shape[-1]
+  num = q_blocks.shape[0]
+  rows_of_pairs = np.repeat(np.arange(num, dtype=np.int32), num)
+  cols_of_pairs = np.tile(np.arange(num, dtype=np.int32), num)
+
+  def step(state, pair):
+    q_lists, db_lists = state
+    i, j = pair
+    s = masked_tile(q_blocks[i], db_blocks[j], q_offset + i * tile, db_offset + j * tile,
+                    n_valid, precision)
+    rows, cols = fold_tile(_block(q_lists, i), _block(db_lists, j), s, q_offset + i * tile,
+                           db_offset + j * tile, g, k, approx_recall, columns=columns)
+    return (_set_block(q_lists, i, rows), _set_block(db_lists, j, cols)), None
+
+  (q_lists, db_lists), _ = lax.scan(step, (q_lists, db_lists),
+                                    (jnp.asarray(rows_of_pairs), jnp.asarray(cols_of_pairs)))
+  return q_lists, db_lists
 
 
 def self_knn_dense(x: jax.Array, k: int, precision: str = "highest"):
@@ -163,130 +266,88 @@ def self_knn_dense(x: jax.Array, k: int, precision: str = "highest"):
   return lax.top_k(s, k)
 
 
-def _tile_pairs(num_tiles: int) -> tuple[np.ndarray, np.ndarray]:
-  """Upper-triangular tile pairs (i <= j), column-major: j outer, i inner."""
-  rows, cols = [], []
-  for j in range(num_tiles):
-    for i in range(j + 1):
-      rows.append(i)
-      cols.append(j)
-  return np.asarray(rows, np.int32), np.asarray(cols, np.int32)
+def self_tile_size(n: int, tile_size: int | None) -> int:
+  """Rows per tile of the single-device pass: the default, or half of a small N (so
+  that even N <= one tile uses the symmetry: 3 of 4 half-tiles)."""
+  if tile_size:
+    return tile_size
+  return min(_tiles.default_tile_size(), max(_tiles.ALIGNMENT, -(-n // 2)))
 
 
-def tile_layout(n: int, k: int, tile_size: int | None) -> tuple[int, int]:
-  """(tile, num_tiles) for N rows: tiles are multiples of 16 and hold at least k + 1 rows."""
-  tile = tile_size or default_tile_size()
-  tile = max(tile, k + 1)
-  tile = min(tile, n)
-  tile = -(-tile // 16) * 16
-  return tile, -(-n // tile)
+def _as_tiles(lists, num_tiles: int):
+  return tuple(a.reshape((num_tiles, -1) + a.shape[1:]) for a in lists)
+
+
+def _as_rows(lists):
+  return tuple(a.reshape((-1,) + a.shape[2:]) for a in lists)
 
 
 def self_knn_tiled(x: jax.Array, k: int, precision: str = "highest", tile_size: int | None = None,
                    approx_recall: float | None = None):
-  """Symmetric tiled self-kNN.
+  """Symmetric tiled self-kNN on one device.
 
   Cost: (T+1)/(2T) of the N^2 D multiply-adds of a full Gram (T = ceil(N/tile)
-  tiles per side), O(N^2 (1/g + k g / tile)) selection work, O(N k + tile^2 + N D)
-  memory.
+  tiles per side); per tile two max-reductions into groups and O(tile^2 k / g)
+  group selection; O(N k g + tile^2 + N D) memory (g = `list_group_size`).
   """
   n, d = x.shape
-  tile, num_tiles = tile_layout(n, k, tile_size)
+  tile, num_tiles = _tiles.tile_layout(n, self_tile_size(n, tile_size), min_rows=k + 1)
   padded = num_tiles * tile
   blocks = jnp.pad(cast_for_precision(x, precision), ((0, padded - n), (0, 0)))
   blocks = blocks.reshape(num_tiles, tile, d)
-  local = jnp.arange(tile, dtype=jnp.int32)
-  rows_of_pairs, cols_of_pairs = _tile_pairs(num_tiles)
-
-  init = (
-      jnp.full((num_tiles, tile, k), _NEG_INF, jnp.float32),
-      jnp.full((num_tiles, tile, k), -1, jnp.int32),
-  )
-
-  def step(state, pair):
-    values, index = state
-    i, j = pair
-    s = similarity(blocks[i], blocks[j], precision).astype(jnp.float32)
-    row = i * tile + local
-    col = j * tile + local
-    valid = (row[:, None] < n) & (col[None, :] < n) & (row[:, None] != col[None, :])
-    s = jnp.where(valid, s, _NEG_INF)
-
-    def transposed_update(vi):
-      v, ix = vi
-      cv, ci = block_top_k(s, k, i * tile, approx_recall, axis=0)
-      nv, ni = merge(v[j], ix[j], cv, ci, k)
-      return v.at[j].set(nv), ix.at[j].set(ni)
-
-    values, index = lax.cond(i == j, lambda vi: vi, transposed_update, (values, index))
-    rv, ri = block_top_k(s, k, j * tile, approx_recall)
-    nv, ni = merge(values[i], index[i], rv, ri, k)
-    return (values.at[i].set(nv), index.at[i].set(ni)), None
-
-  (values, index), _ = lax.scan(step, init, (jnp.asarray(rows_of_pairs), jnp.asarray(cols_of_pairs)))
-  return values.reshape(padded, k)[:n], index.reshape(padded, k)[:n]
-
-
-def query_knn_tiled(q, db, k: int, *, q_offset, db_offset, n_valid: int, precision: str,
-                    tile: int, approx_recall: float | None = None):
-  """Top k of each row of `q` among the rows of `db` (global indices), self excluded.
-
-  `q` and `db` are blocks of one global row set starting at `q_offset` and
-  `db_offset`; columns at or past `n_valid` are padding. Both row counts must
-  be multiples of `tile`. Cost: O(|q| |db| D) time, O(|q| k + tile^2) memory.
-  """
-  d = q.shape[1]
-  q_tiles = q.reshape(-1, tile, d)
-  db_tiles = db.reshape(-1, tile, d)
-  local = jnp.arange(tile, dtype=jnp.int32)
-
-  def row_tile(_, r):
-    rows = q_offset + r * tile + local
-
-    def column_tile(state, c):
-      cols = db_offset + c * tile + local
-      s = similarity(q_tiles[r], db_tiles[c], precision).astype(jnp.float32)
-      valid = (cols[None, :] < n_valid) & (rows[:, None] != cols[None, :])
-      v, i = block_top_k(jnp.where(valid, s, _NEG_INF), k, db_offset + c * tile, approx_recall)
-      return merge(*state, v, i, k), None
-
-    init = (jnp.full((tile, k), _NEG_INF, jnp.float32), jnp.full((tile, k), -1, jnp.int32))
-    state, _ = lax.scan(column_tile, init, jnp.arange(db_tiles.shape[0]))
-    return None, state
-
-  _, (values, index) = lax.scan(row_tile, None, jnp.arange(q_tiles.shape[0]))
-  return values.reshape(-1, k), index.reshape(-1, k)
+  lists = _as_tiles(empty_group_lists(padded, k, list_group_size(tile, k)), num_tiles)
+  lists = symmetric_pass(lists, blocks, 0, n, k, precision, approx_recall)
+  values, index = finish_group_lists(_as_rows(lists), k)
+  return values[:n], index[:n]
 
 
 def ring_knn(x_local, k: int, *, axes, shards: int, n_valid: int, precision: str, tile: int,
              approx_recall: float | None = None):
-  """Self-kNN of row-sharded features, inside `shard_map`.
+  """Self-kNN of row-sharded features, inside `shard_map`, at half the GEMM work.
 
-  Each device keeps its query rows and running top-k; database blocks travel
-  around the ring with `lax.ppermute` (device j sends to j - 1), and the next
-  block's transfer is issued before the current block's GEMMs so the two can
-  overlap. `merge` orders by (value, index), so arrival order does not matter.
-  Per device: O(N^2 D / P) time, O(N D / P + N k / P + tile^2) memory.
+  Each device first pairs its block with itself (`symmetric_pass`). Then
+  blocks travel around the ring (`lax.ppermute`, device j sends to j - 1)
+  carrying their own group lists: at step s device `me` holds block
+  (me + s) mod P, and one GEMM per tile pair serves both its own rows and the
+  visitor's. After floor(P/2) steps every unordered block pair has been met
+  once (for even P the last step pairs the two halves twice, so it serves only
+  the holder's rows), and one `ppermute` returns each travelling list to its
+  owner. Group lists merge in any order, so the results equal the single-device
+  ones. Per device: about N^2 D / (2P) multiply-adds (exactly (P/2 + 1) N^2 D
+  / P^2 for even P), O(N (D + k g) / P + tile^2) memory.
   """
   me = lax.axis_index(axes)
-  n_local = x_local.shape[0]
-  blocks = cast_for_precision(x_local, precision)
-  permutation = [(j, (j - 1) % shards) for j in range(shards)]
+  n_local, d = x_local.shape
+  blocks = cast_for_precision(x_local, precision).reshape(-1, tile, d)
+  num_tiles = blocks.shape[0]
+  g = list_group_size(tile, k)
+  own = symmetric_pass(_as_tiles(empty_group_lists(n_local, k, g), num_tiles), blocks,
+                       me * n_local, n_valid, k, precision, approx_recall)
+  shift = [(j, (j - 1) % shards) for j in range(shards)]
 
-  def against(db, step):
-    source = (me + step) % shards
-    return query_knn_tiled(blocks, db, k, q_offset=me * n_local, db_offset=source * n_local,
-                           n_valid=n_valid, precision=precision, tile=tile,
-                           approx_recall=approx_recall)
+  def visit(carry, s, columns):
+    own, (db, db_lists) = carry
+    db, db_lists = lax.ppermute((db, db_lists), axes, shift)
+    own, db_lists = cross_pass(own, db_lists, blocks, db, me * n_local,
+                               ((me + s) % shards) * n_local, n_valid, k, precision,
+                               approx_recall, columns=columns)
+    return own, (db, db_lists)
 
-  def step(carry, s):
-    state, db = carry
-    incoming = lax.ppermute(db, axes, permutation)
-    return (merge(*state, *against(db, s), k), incoming), None
-
-  init = (jnp.full((n_local, k), _NEG_INF, jnp.float32), jnp.full((n_local, k), -1, jnp.int32))
-  (state, last), _ = lax.scan(step, (init, blocks), jnp.arange(shards - 1))
-  return merge(*state, *against(last, shards - 1), k)
+  visits = shards // 2
+  carry = (own, (blocks, _as_tiles(empty_group_lists(n_local, k, g), num_tiles)))
+  both_sides = visits - 1 if shards % 2 == 0 else visits
+  carry, _ = lax.scan(lambda c, s: (visit(c, s, True), None), carry,
+                      jnp.arange(1, both_sides + 1))
+  if both_sides < visits:
+    carry = visit(carry, visits, False)
+  own, (_, visitor_lists) = carry
+  if both_sides:
+    home = [(j, (j + visits) % shards) for j in range(shards)]
+    returned = lax.ppermute(visitor_lists, axes, home)
+    own = merge_group_lists(_as_rows(own), _as_rows(returned), k)
+  else:
+    own = _as_rows(own)
+  return finish_group_lists(own, k)
 
 
 def sharded_knn(x, k: int, mesh, axes, precision: str, tile_size: int | None,
@@ -294,7 +355,8 @@ def sharded_knn(x, k: int, mesh, axes, precision: str, tile_size: int | None,
   """(similarities, indices) `[N, k]` of `x` with rows sharded over `axes` of `mesh`."""
   n = x.shape[0]
   shards = _mesh.shard_count(mesh, axes)
-  tile, _ = tile_layout(-(-n // shards), 1, tile_size)
+  # Ring tiles hold k + 1 rows too, so a tile always has k groups to select from.
+  tile, _ = _tiles.tile_layout(max(-(-n // shards), k + 1), tile_size, min_rows=k + 1)
   padded = _mesh.padded_rows(n, shards, tile)
   x = jax.lax.with_sharding_constraint(_mesh.pad_rows(x, padded), _mesh.rows_sharding(mesh, axes))
   spec = _mesh.row_spec(axes)
@@ -320,25 +382,62 @@ def knn_with_similarities(x, k: int, precision: str = "highest", method: str = "
     values, index = sharded_knn(x, k, mesh, axes, precision, tile_size, approx_recall)
   elif method == "dense":
     values, index = self_knn_dense(x, k, precision)
+  elif method == "pallas":
+    values, index = _pallas_knn.self_knn_pallas(x, k, precision)
   else:
     values, index = self_knn_tiled(x, k, precision, tile_size, approx_recall)
   return values.astype(jnp.float32), index.astype(jnp.int32)
 
 
 def check_knn_args(x: ArrayLike, k, precision: str, method: str = "auto", *, name: str = "x",
-                   min_k: int = 1, mesh=None, axis_name=None, approx_recall=None):
-  """Validates kNN arguments; returns (x, k, mesh row axes or None)."""
+                   min_k: int = 1, tile_size=None, mesh=None, approx_recall=None):
+  """Validates kNN arguments; returns (x as a float array, k)."""
   x = _validation.features(x, name)
   k = _validation.neighbour_count(k, x.shape[0], minimum=min_k)
   _validation.choice(precision, PRECISIONS, "precision")
   _validation.choice(method, METHODS, "method")
+  _validation.tile_size(tile_size)
   if approx_recall is not None and not 0.0 < approx_recall <= 1.0:
     raise ValueError(f"`approx_recall` must be in (0, 1] or None, got {approx_recall!r}.")
-  if mesh is None:
-    return x, k, None
-  if method == "dense":
-    raise ValueError("`method='dense'` cannot be sharded; use 'auto' or 'tiled' with `mesh`.")
-  return x, k, _mesh.row_axes(mesh, axis_name)
+  if mesh is not None and method in ("dense", "pallas"):
+    raise ValueError(f"`method={method!r}` cannot be sharded; use 'auto' or 'tiled' with `mesh`.")
+  return x, k
+
+
+class Neighbours(NamedTuple):
+  """One representation's kNN, computed once and shared by every metric built on it.
+
+  Attributes:
+    index: int32 `[N, k]` neighbour indices (descending similarity, ties to the
+      lower index); -1 everywhere when traced features hold NaN/Inf.
+    similarity: float32 `[N, k]`, `x[i] . x[index[i, p]]`.
+    constant: bool scalar, the features are constant over samples (every
+      neighbour is a tie-break).
+    finite: bool scalar, the features hold no NaN/Inf (scores built on a
+      non-finite representation must be NaN).
+  """
+  index: Int[Array, "n k"]
+  similarity: Float[Array, "n k"]
+  constant: Bool[Array, ""]
+  finite: Bool[Array, ""]
+
+
+def neighbours(x, k: int, precision: str = "highest", tile_size: int | None = None, mesh=None,
+               axes=None, *, include_self: bool = False) -> Neighbours:
+  """Unchecked: the `Neighbours` of validated features `x` `[N, D]` (traceable).
+
+  With `include_self` the list is the top k including the sample itself (the
+  self similarity |x_i|^2 merged in), as the biased CKNNA uses. Cost: one
+  tiled kNN (see `knn`), plus O(N k) to merge the self entries.
+  """
+  values, index = knn_with_similarities(x, k, precision, "auto", tile_size, mesh, axes)
+  if include_self:
+    self_similarity = jnp.sum(x * x, axis=1).astype(values.dtype)[:, None]
+    self_index = jnp.arange(x.shape[0], dtype=index.dtype)[:, None]
+    values, index = merge(values, index, self_similarity, self_index, k)
+  finite = jnp.all(jnp.isfinite(x))
+  return Neighbours(jnp.where(finite, index, -1), values,
+                    _validation.constant_over_samples(x), finite)
 
 
 def knn(
@@ -365,24 +464,45 @@ def knn(
       float32 on CPU) or 'bfloat16' (bf16 inputs, float32 accumulation). Recall
       against 'highest' is measured in BUILD_NOTES.md.
     method: 'tiled' (default via 'auto'): symmetric blockwise Gram with a
-      running top-k, O(N k + tile^2) memory; 'dense': the full N x N matrix.
+      running top-k, O(N k + tile^2) memory; 'dense': the full N x N matrix;
+      'pallas': one fused Pallas kernel (Triton on GPU; interpret mode, slow,
+      on CPU) that never writes a similarity tile to memory (see
+      `_pallas_knn`; not chosen by 'auto' until measured faster on a GPU).
     tile_size: rows per tile (default 2048 on CPU, 4096 elsewhere).
-    mesh: shard rows over this `jax.sharding.Mesh` and run the device ring
-      (`ring_knn`). N need not divide the device count (rows are padded).
+    mesh: shard rows over this `jax.sharding.Mesh` (auto or explicit axes)
+      and run the device ring (`ring_knn`). N need not divide the device count
+      (rows are padded). Without it, an `x` whose rows are already sharded over
+      several devices runs the ring on its own mesh, where it lives.
     axis_name: mesh axis (or axes) the rows are split over; default all.
     approx_recall: use `lax.approx_max_k` with this recall target for the
       per-tile selection (meant for TPU; exact elsewhere). Off by default.
 
   Returns:
-    int32 `[N, k]` (row-sharded over `mesh` when one is given and P divides N).
+    int32 `[N, k]`, row-sharded like the computation when P divides N. Under
+    tracing (`jit`), features holding NaN/Inf give -1 everywhere (never a
+    plausible list; the `*_from_indices` metrics turn it into NaN).
+
+  Raises:
+    ValueError: bad rank, empty, NaN/Inf (concrete `x`), k out of range,
+      unknown precision or method, `tile_size` not a positive int, or `x`
+      constant over samples (concrete).
 
   Cost: 'tiled' does about half the N^2 D multiply-adds of a Gram matrix
-  ((T+1)/(2T) of them for T tiles) plus O(N^2 / g) selection work; memory
-  O(N D + N k + tile^2). With a mesh of P devices each does N^2 D / P
-  multiply-adds (the ring does not use the symmetry) and holds O(N (D + k) / P
-  + tile^2). 'dense' does N^2 D and holds N^2 floats.
+  ((T+1)/(2T) of them for T tiles) plus O(N^2 (1 + k / g)) selection work
+  (groups of g <= 16 columns); memory O(N D + N k g + tile^2). With a mesh of
+  P devices each does about N^2 D / (2P) multiply-adds (the ring uses the
+  symmetry too) and holds O(N (D + k g) / P + tile^2). 'dense' does N^2 D
+  and holds N^2 floats.
   """
-  x, k, axes = check_knn_args(x, k, precision, method, mesh=mesh, axis_name=axis_name,
-                              approx_recall=approx_recall)
+  x, k = check_knn_args(x, k, precision, method, tile_size=tile_size, mesh=mesh,
+                        approx_recall=approx_recall)
   _validation.reject_constant(x, "x")
-  return knn_with_similarities(x, k, precision, method, tile_size, mesh, axes, approx_recall)[1]
+  place = _mesh.placement([x], mesh, axis_name, shard=method not in ("dense", "pallas"))
+
+  def kernel(mesh, x):
+    index = knn_with_similarities(x, k, precision, method, tile_size, mesh, place.axes,
+                                  approx_recall)[1]
+    return index if _validation.is_concrete(x) else _validation.nan_unless(
+        jnp.all(jnp.isfinite(x)), index, "`x` contains NaN or Inf values.", fill=-1)
+
+  return place.run(kernel, x, out_specs=place.row_spec(x.shape[0]))

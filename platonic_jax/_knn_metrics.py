@@ -1,9 +1,11 @@
 """Neighbour-set metrics: mutual, cycle, LCS and edit-distance kNN.
 
-Each metric comes in two forms: `*_from_indices(knn_a, knn_b)` works on cached
-neighbour lists (so a zoo computes every kNN once), and the feature form
-`metric(a, b, k)` computes both lists and calls it. All are O(N k log k) or
-O(N k^2) after the kNN step and hold O(N k) memory.
+Each metric comes in three forms: `*_kernel(knn_a, knn_b)`, the unchecked
+jitted computation on two neighbour lists (what layer grids and zoos map over
+cached lists); `*_from_indices(knn_a, knn_b)`, the checked public form on
+cached lists; and `metric(a, b, k)`, which computes both lists and scores
+them. All are O(N k log k) or O(N k^2) after the kNN step and hold O(N k)
+memory.
 """
 
 from __future__ import annotations
@@ -15,32 +17,7 @@ from jax.typing import ArrayLike
 from jax.sharding import Mesh
 from jaxtyping import Array, Float, Int
 
-from platonic_jax import _knn, _validation
-
-
-def check_index_pair(knn_a, knn_b):
-  """Validates two neighbour-index arrays `[N, k]` of the same shape."""
-  knn_a = jnp.asarray(knn_a)
-  knn_b = jnp.asarray(knn_b)
-  for name, v in (("knn_a", knn_a), ("knn_b", knn_b)):
-    if v.ndim != 2:
-      raise ValueError(f"`{name}` must be [N, k] neighbour indices, got shape {tuple(v.shape)}.")
-    if not jnp.issubdtype(v.dtype, jnp.integer):
-      raise ValueError(f"`{name}` must hold integer indices, got dtype {v.dtype}.")
-  if knn_a.shape != knn_b.shape:
-    raise ValueError(
-        f"`knn_a` and `knn_b` must have the same shape [N, k], got {tuple(knn_a.shape)} and "
-        f"{tuple(knn_b.shape)}."
-    )
-  n, k = knn_a.shape
-  _validation.neighbour_count(k, n, name="k (columns of knn_a)")
-  for name, v in (("knn_a", knn_a), ("knn_b", knn_b)):
-    if _validation.is_concrete(v):
-      with jax.ensure_compile_time_eval():
-        in_range = bool(((v >= 0) & (v < n)).all())
-      if not in_range:
-        raise ValueError(f"`{name}` holds indices outside [0, N) = [0, {n}).")
-  return knn_a.astype(jnp.int32), knn_b.astype(jnp.int32)
+from platonic_jax import _knn, _mesh, _validation
 
 
 _COMPARE_ALL_MAX_K = 64  # below this an all-pairs compare beats sorting (5x at k = 10 on CPU)
@@ -57,14 +34,14 @@ def _intersection_sizes(knn_a, knn_b):
 
 
 @jax.jit
-def _mutual_knn_kernel(knn_a: Int[ArrayLike, "n k"], knn_b: Int[ArrayLike, "n k"]):
+def mutual_knn_kernel(knn_a: Int[ArrayLike, "n k"], knn_b: Int[ArrayLike, "n k"]):
   """Mean over rows of |knn_a(i) & knn_b(i)| / k. O(N k min(k, log k))."""
   k = knn_a.shape[1]
   return jnp.mean(_intersection_sizes(knn_a, knn_b).astype(jnp.float32) / k)
 
 
 @jax.jit
-def _cycle_knn_kernel(knn_a: Int[ArrayLike, "n k"], knn_b: Int[ArrayLike, "n k"]):
+def cycle_knn_kernel(knn_a: Int[ArrayLike, "n k"], knn_b: Int[ArrayLike, "n k"]):
   """Fraction of rows i found among the a-neighbours of some b-neighbour of i. O(N k^2)."""
   n = knn_a.shape[0]
   second_hop = knn_a[knn_b]  # [N, k, k]
@@ -113,13 +90,13 @@ def _levenshtein(x, y):
 
 
 @jax.jit
-def _lcs_knn_kernel(knn_a: Int[ArrayLike, "n k"], knn_b: Int[ArrayLike, "n k"]):
+def lcs_knn_kernel(knn_a: Int[ArrayLike, "n k"], knn_b: Int[ArrayLike, "n k"]):
   """Mean LCS length of the ordered neighbour lists (0..k, not normalised). O(N k^2)."""
   return jnp.mean(_lcs_lengths(knn_a, knn_b).astype(jnp.float32))
 
 
 @jax.jit
-def _edit_distance_knn_kernel(knn_a: Int[ArrayLike, "n k"], knn_b: Int[ArrayLike, "n k"]):
+def edit_distance_knn_kernel(knn_a: Int[ArrayLike, "n k"], knn_b: Int[ArrayLike, "n k"]):
   """1 - mean Levenshtein distance of the ordered lists / k. O(N k^2)."""
   k = knn_a.shape[1]
   return 1.0 - jnp.mean(_levenshtein(knn_a, knn_b).astype(jnp.float32)) / k
@@ -127,12 +104,24 @@ def _edit_distance_knn_kernel(knn_a: Int[ArrayLike, "n k"], knn_b: Int[ArrayLike
 
 def _from_features(kernel, a, b, k, precision, tile_size, mesh, axis_name):
   a, b = _validation.feature_pair(a, b)
-  a, k, axes = _knn.check_knn_args(a, k, precision, name="a", mesh=mesh, axis_name=axis_name)
+  a, k = _knn.check_knn_args(a, k, precision, name="a", tile_size=tile_size, mesh=mesh)
   _validation.reject_constant(a, "a")
   _validation.reject_constant(b, "b")
-  neighbours = [_knn.knn_with_similarities(x, k, precision, "auto", tile_size, mesh, axes)[1]
-                for x in (a, b)]
-  return kernel(*neighbours)
+  place = _mesh.placement([a, b], mesh, axis_name)
+
+  def score(mesh, a, b):
+    lists = [_knn.knn_with_similarities(x, k, precision, "auto", tile_size, mesh, place.axes)[1]
+             for x in (a, b)]
+    return kernel(*lists)
+
+  return _validation.finite_or_nan(place.run(score, a, b), a=a, b=b)
+
+
+def _from_indices(kernel, knn_a, knn_b):
+  checked_a, checked_b = _validation.neighbour_lists(knn_a, knn_b)
+  place = _mesh.placement([checked_a, checked_b], shard=False)
+  score = place.run(lambda _, x, y: kernel(x, y), checked_a, checked_b)
+  return _validation.indices_or_nan(score, knn_a=checked_a, knn_b=checked_b)
 
 
 def mutual_knn(
@@ -145,7 +134,36 @@ def mutual_knn(
     mesh: Mesh | None = None,
     axis_name: str | tuple[str, ...] | None = None,
 ) -> Float[Array, ""]:
-  return _from_features(_mutual_knn_kernel, a, b, k, precision, tile_size, mesh, axis_name)
+  """Mutual kNN: mean over samples of |knn_a(i) & knn_b(i)| / k.
+
+  Neighbours are `platonic_jax.knn` of each input (inner product, self
+  excluded, ties to the lower index).
+
+  Args:
+    a: features `[N, Da]`.
+    b: features `[N, Db]` of the same N samples.
+    k: neighbours per sample, 1 <= k <= N - 1 (static).
+    precision: similarity precision of the kNN step (see `knn`).
+    tile_size: Gram tile rows of the kNN step (see `knn`); None or a positive int.
+    mesh: shard rows over this mesh (auto or explicit axes); the kNN step runs
+      as a device ring. Inputs already row-sharded over several devices are
+      computed on their own mesh without it.
+    axis_name: mesh axis (or axes) for the rows; default all.
+
+  Returns:
+    float32 scalar in [0, 1]; symmetric in (a, b). NaN when a traced input
+    holds NaN/Inf.
+
+  Raises:
+    ValueError: bad rank, mismatched N, k out of range, NaN/Inf, a bad
+      `tile_size`, or an input constant over samples (checked on concrete
+      inputs; traced constant inputs get neighbours by index order, the
+      tie-break).
+
+  Cost: two tiled kNN (about N^2 (Da + Db) / 2 multiply-adds, O(N k + tile^2)
+  memory), then O(N k^2) for k <= 64, O(N k log k) above.
+  """
+  return _from_features(mutual_knn_kernel, a, b, k, precision, tile_size, mesh, axis_name)
 
 
 def cycle_knn(
@@ -158,7 +176,34 @@ def cycle_knn(
     mesh: Mesh | None = None,
     axis_name: str | tuple[str, ...] | None = None,
 ) -> Float[Array, ""]:
-  return _from_features(_cycle_knn_kernel, a, b, k, precision, tile_size, mesh, axis_name)
+  """Cycle kNN: fraction of samples i found among the a-neighbours of some b-neighbour of i.
+
+  Neighbours are `platonic_jax.knn` of each input (inner product, self
+  excluded, ties to the lower index); sample i counts when `knn_a[knn_b[i]]`
+  contains i.
+
+  Args:
+    a: features `[N, Da]`.
+    b: features `[N, Db]` of the same N samples.
+    k: neighbours per sample, 1 <= k <= N - 1 (static).
+    precision: similarity precision of the kNN step (see `knn`).
+    tile_size: Gram tile rows of the kNN step (see `knn`); None or a positive int.
+    mesh: shard rows over this mesh (auto or explicit axes); the kNN step runs
+      as a device ring. Inputs already row-sharded over several devices are
+      computed on their own mesh without it.
+    axis_name: mesh axis (or axes) for the rows; default all.
+
+  Returns:
+    float32 scalar in [0, 1]; not symmetric in (a, b). NaN when a traced input
+    holds NaN/Inf.
+
+  Raises:
+    ValueError: as `mutual_knn`.
+
+  Cost: two tiled kNN (about N^2 (Da + Db) / 2 multiply-adds, O(N k + tile^2)
+  memory), then O(N k^2).
+  """
+  return _from_features(cycle_knn_kernel, a, b, k, precision, tile_size, mesh, axis_name)
 
 
 def lcs_knn(
@@ -171,7 +216,34 @@ def lcs_knn(
     mesh: Mesh | None = None,
     axis_name: str | tuple[str, ...] | None = None,
 ) -> Float[Array, ""]:
-  return _from_features(_lcs_knn_kernel, a, b, k, precision, tile_size, mesh, axis_name)
+  """LCS kNN: mean longest-common-subsequence length of the ordered neighbour lists.
+
+  Neighbours are `platonic_jax.knn` of each input (inner product, self
+  excluded, ties to the lower index), each list ordered by descending
+  similarity. As in the reference the length is not normalised (range 0..k).
+
+  Args:
+    a: features `[N, Da]`.
+    b: features `[N, Db]` of the same N samples.
+    k: neighbours per sample, 1 <= k <= N - 1 (static).
+    precision: similarity precision of the kNN step (see `knn`).
+    tile_size: Gram tile rows of the kNN step (see `knn`); None or a positive int.
+    mesh: shard rows over this mesh (auto or explicit axes); the kNN step runs
+      as a device ring. Inputs already row-sharded over several devices are
+      computed on their own mesh without it.
+    axis_name: mesh axis (or axes) for the rows; default all.
+
+  Returns:
+    float32 scalar in [0, k]; symmetric in (a, b). NaN when a traced input
+    holds NaN/Inf.
+
+  Raises:
+    ValueError: as `mutual_knn`.
+
+  Cost: two tiled kNN (about N^2 (Da + Db) / 2 multiply-adds, O(N k + tile^2)
+  memory), then an O(N k^2) dynamic programme.
+  """
+  return _from_features(lcs_knn_kernel, a, b, k, precision, tile_size, mesh, axis_name)
 
 
 def edit_distance_knn(
@@ -184,75 +256,112 @@ def edit_distance_knn(
     mesh: Mesh | None = None,
     axis_name: str | tuple[str, ...] | None = None,
 ) -> Float[Array, ""]:
-  return _from_features(_edit_distance_knn_kernel, a, b, k, precision, tile_size, mesh, axis_name)
-
-
-def mutual_knn_from_indices(knn_a: Int[ArrayLike, "n k"],
-                            knn_b: Int[ArrayLike, "n k"]) -> Float[Array, ""]:
-  return _mutual_knn_kernel(*check_index_pair(knn_a, knn_b))
-
-
-def cycle_knn_from_indices(knn_a: Int[ArrayLike, "n k"],
-                           knn_b: Int[ArrayLike, "n k"]) -> Float[Array, ""]:
-  return _cycle_knn_kernel(*check_index_pair(knn_a, knn_b))
-
-
-def lcs_knn_from_indices(knn_a: Int[ArrayLike, "n k"],
-                         knn_b: Int[ArrayLike, "n k"]) -> Float[Array, ""]:
-  return _lcs_knn_kernel(*check_index_pair(knn_a, knn_b))
-
-
-def edit_distance_knn_from_indices(knn_a: Int[ArrayLike, "n k"],
-                                   knn_b: Int[ArrayLike, "n k"]) -> Float[Array, ""]:
-  return _edit_distance_knn_kernel(*check_index_pair(knn_a, knn_b))
-
-
-_FEATURE_DOC = """{summary}
+  """Edit-distance kNN: 1 - mean Levenshtein distance of the ordered neighbour lists / k.
 
   Neighbours are `platonic_jax.knn` of each input (inner product, self
-  excluded, ties to the lower index).
+  excluded, ties to the lower index), each list ordered by descending
+  similarity; unit-cost insertions, deletions and substitutions.
 
   Args:
     a: features `[N, Da]`.
     b: features `[N, Db]` of the same N samples.
     k: neighbours per sample, 1 <= k <= N - 1 (static).
     precision: similarity precision of the kNN step (see `knn`).
-    tile_size: Gram tile rows of the kNN step (see `knn`).
-    mesh: shard rows over this mesh; the kNN step runs as a device ring.
+    tile_size: Gram tile rows of the kNN step (see `knn`); None or a positive int.
+    mesh: shard rows over this mesh (auto or explicit axes); the kNN step runs
+      as a device ring. Inputs already row-sharded over several devices are
+      computed on their own mesh without it.
     axis_name: mesh axis (or axes) for the rows; default all.
 
   Returns:
-    float32 scalar.
+    float32 scalar in [0, 1]; symmetric in (a, b). NaN when a traced input
+    holds NaN/Inf.
 
   Raises:
-    ValueError: bad rank, mismatched N, k out of range, NaN/Inf, or an input
-      constant over samples (checked on concrete inputs; traced constant
-      inputs get neighbours by index order, the tie-break).
+    ValueError: as `mutual_knn`.
 
   Cost: two tiled kNN (about N^2 (Da + Db) / 2 multiply-adds, O(N k + tile^2)
-  memory), then {cost}.
-"""
+  memory), then an O(N k^2) dynamic programme.
+  """
+  return _from_features(edit_distance_knn_kernel, a, b, k, precision, tile_size, mesh,
+                        axis_name)
 
-_INDEX_DOC = """{summary}
+
+def mutual_knn_from_indices(knn_a: Int[ArrayLike, "n k"],
+                            knn_b: Int[ArrayLike, "n k"]) -> Float[Array, ""]:
+  """Mutual kNN of two cached neighbour lists: mean |knn_a(i) & knn_b(i)| / k.
 
   Args:
-    knn_a: neighbour indices `[N, k]` of model A (e.g. `knn(a, k)`), each row
-      ordered by descending similarity.
-    knn_b: neighbour indices `[N, k]` of model B.
+    knn_a: int neighbour indices `[N, k]` of model A (e.g. `knn(a, k)`), each
+      row ordered by descending similarity, entries in [0, N).
+    knn_b: int neighbour indices `[N, k]` of model B.
 
   Returns:
-    float32 scalar.
+    float32 scalar in [0, 1]; NaN when a traced list holds an index outside [0, N).
 
-  Cost: {cost} time, O(N k) memory.
-"""
+  Raises:
+    ValueError: not integer `[N, k]` arrays of one shape, k >= N, or (concrete)
+      an index outside [0, N).
 
-for _feature_fn, _index_fn, _kernel, _cost in (
-    (mutual_knn, mutual_knn_from_indices, _mutual_knn_kernel,
-     "O(N k^2) for k <= 64, O(N k log k) above"),
-    (cycle_knn, cycle_knn_from_indices, _cycle_knn_kernel, "O(N k^2)"),
-    (lcs_knn, lcs_knn_from_indices, _lcs_knn_kernel, "O(N k^2)"),
-    (edit_distance_knn, edit_distance_knn_from_indices, _edit_distance_knn_kernel, "O(N k^2)"),
-):
-  _summary = _kernel.__doc__.splitlines()[0].rsplit(" O(", 1)[0]
-  _feature_fn.__doc__ = _FEATURE_DOC.format(summary=_summary, cost=_cost)
-  _index_fn.__doc__ = _INDEX_DOC.format(summary=_summary, cost=_cost)
+  Cost: O(N k^2) for k <= 64, O(N k log k) above; O(N k) memory.
+  """
+  return _from_indices(mutual_knn_kernel, knn_a, knn_b)
+
+
+def cycle_knn_from_indices(knn_a: Int[ArrayLike, "n k"],
+                           knn_b: Int[ArrayLike, "n k"]) -> Float[Array, ""]:
+  """Cycle kNN of two cached neighbour lists: is i among knn_a of some j in knn_b(i)?
+
+  Args:
+    knn_a: int neighbour indices `[N, k]` of model A, entries in [0, N).
+    knn_b: int neighbour indices `[N, k]` of model B.
+
+  Returns:
+    float32 scalar in [0, 1]; NaN when a traced list holds an index outside [0, N).
+
+  Raises:
+    ValueError: as `mutual_knn_from_indices`.
+
+  Cost: O(N k^2) time, O(N k^2) memory for the second hop.
+  """
+  return _from_indices(cycle_knn_kernel, knn_a, knn_b)
+
+
+def lcs_knn_from_indices(knn_a: Int[ArrayLike, "n k"],
+                         knn_b: Int[ArrayLike, "n k"]) -> Float[Array, ""]:
+  """LCS kNN of two cached, ordered neighbour lists: mean LCS length (0..k).
+
+  Args:
+    knn_a: int neighbour indices `[N, k]` of model A, each row ordered by
+      descending similarity, entries in [0, N).
+    knn_b: int neighbour indices `[N, k]` of model B.
+
+  Returns:
+    float32 scalar in [0, k]; NaN when a traced list holds an index outside [0, N).
+
+  Raises:
+    ValueError: as `mutual_knn_from_indices`.
+
+  Cost: O(N k^2) time, O(N k) memory.
+  """
+  return _from_indices(lcs_knn_kernel, knn_a, knn_b)
+
+
+def edit_distance_knn_from_indices(knn_a: Int[ArrayLike, "n k"],
+                                   knn_b: Int[ArrayLike, "n k"]) -> Float[Array, ""]:
+  """Edit-distance kNN of two cached, ordered lists: 1 - mean Levenshtein distance / k.
+
+  Args:
+    knn_a: int neighbour indices `[N, k]` of model A, each row ordered by
+      descending similarity, entries in [0, N).
+    knn_b: int neighbour indices `[N, k]` of model B.
+
+  Returns:
+    float32 scalar in [0, 1]; NaN when a traced list holds an index outside [0, N).
+
+  Raises:
+    ValueError: as `mutual_knn_from_indices`.
+
+  Cost: O(N k^2) time, O(N k) memory.
+  """
+  return _from_indices(edit_distance_knn_kernel, knn_a, knn_b)

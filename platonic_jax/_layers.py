@@ -18,6 +18,7 @@ never holds every pair's temporaries at once.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, NamedTuple, Sequence
 
@@ -28,17 +29,7 @@ from jax import lax
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float, Int
 
-from platonic_jax import _cka, _cknna, _knn, _knn_metrics, _registry, _validation
-
-# Index-only kNN metrics: feature function -> (kernel on [N, k] index pairs,
-# working-set elements per pair as a function of (N, k)).
-_INDEX_KERNELS = {
-    _knn_metrics.mutual_knn: (_knn_metrics._mutual_knn_kernel, lambda n, k: 6 * n * k),
-    _knn_metrics.cycle_knn: (_knn_metrics._cycle_knn_kernel, lambda n, k: 3 * n * k * k + n * k),
-    _knn_metrics.lcs_knn: (_knn_metrics._lcs_knn_kernel, lambda n, k: 8 * n * k),
-    _knn_metrics.edit_distance_knn: (_knn_metrics._edit_distance_knn_kernel,
-                                     lambda n, k: 8 * n * k),
-}
+from platonic_jax import _knn, _mesh, _registry, _tiles, _validation
 
 
 def _working_set_budget(what: str = "pairs") -> int:
@@ -82,11 +73,54 @@ class ZooAlignment(NamedTuple):
 
 
 # --------------------------------------------------------------------------
-# Hyper-parameters and argument checks (outside jit)
+# The plan: what the registry says about the metric, checked outside jit
 # --------------------------------------------------------------------------
 
-def _resolve_hyperparameters(info: _registry.MetricInfo, hyperparameters) -> dict[str, Any]:
-  """Registry defaults overridden by the caller's keywords (reference spellings allowed)."""
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+  """How a grid evaluates one metric (hashable: a static jit argument).
+
+  Attributes:
+    metric: the registered metric name.
+    hyperparameters: sorted (name, value) pairs, registry defaults overridden.
+    neighbours: score layer pairs from cached per-layer `Neighbours`
+      (`MetricInfo.from_neighbours`) instead of on features.
+  """
+  metric: str
+  hyperparameters: tuple[tuple[str, Any], ...]
+  neighbours: bool
+
+  @property
+  def info(self) -> _registry.MetricInfo:
+    return _registry.get_metric(self.metric)
+
+  @property
+  def kwargs(self) -> dict[str, Any]:
+    return dict(self.hyperparameters)
+
+  @property
+  def knn_args(self) -> tuple[int, str, int | None]:
+    """(k, precision, tile_size) of each layer's single kNN search."""
+    kwargs = self.kwargs
+    return kwargs["k"], kwargs["precision"], kwargs["tile_size"]
+
+  @property
+  def pair_kwargs(self) -> dict[str, Any]:
+    """The hyper-parameters `from_neighbours` sees (the kNN search's own removed)."""
+    return {key: value for key, value in self.kwargs.items()
+            if key not in ("k", "precision", "tile_size", "mesh", "axis_name")}
+
+  @property
+  def include_self(self) -> bool:
+    return bool(self.info.neighbours_include_self(**self.kwargs))
+
+
+_UNSUPPORTED = ("mesh", "axis_name")  # sharded metrics inside a vmap over layer pairs
+
+
+def _plan(metric: str, hyperparameters, models, names, n: int) -> _Plan:
+  """Checks the metric's hyper-parameters before any tracing and picks the evaluation."""
+  info = _registry.get_metric(metric)
   kwargs = {**info.hyperparameters, **_registry.resolve_hyperparameters(info, hyperparameters)}
   for key, value in kwargs.items():
     try:
@@ -95,121 +129,20 @@ def _resolve_hyperparameters(info: _registry.MetricInfo, hyperparameters) -> dic
       raise ValueError(
           f"hyper-parameter {key!r} must be a hashable Python value (it is static under "
           f"jit), got {type(value).__name__}.") from None
-  return kwargs
-
-
-def _check_model(x, name: str):
-  """Validates one model: a stacked `[L, N, D]` array or a non-empty list of `[N, D]` arrays.
-
-  Returns a jax array `[L, N, D]` or a tuple of `[N, D_l]` jax arrays.
-  """
-  if isinstance(x, (list, tuple)):
-    if not x:
-      raise ValueError(f"`{name}` is an empty list of layers; need at least one [N, D] array.")
-    return tuple(_validation.features(layer, f"{name}[{l}]") for l, layer in enumerate(x))
-  if not isinstance(x, (jax.Array, np.ndarray)):
-    try:
-      x = np.asarray(x)
-    except Exception as e:  # noqa: BLE001 - re-raised with the argument's name
-      raise ValueError(f"`{name}` must be an array or a list of arrays, got "
-                       f"{type(x).__name__}.") from e
-  if x.ndim != 3:
-    raise ValueError(
-        f"`{name}` must be a stacked [L, N, D] array (layers x samples x features) or a "
-        f"list of [N, D] arrays, got an array of shape {tuple(x.shape)} (rank {x.ndim}).")
-  if 0 in x.shape:
-    raise ValueError(f"`{name}` is empty: shape {tuple(x.shape)}; need L, N, D >= 1.")
-  dtype = _validation._float_dtype(x.dtype, name)
-  if _validation.is_concrete(x) and not _validation.all_finite(x):
-    bad = np.nonzero(~np.isfinite(np.asarray(x)).reshape(x.shape[0], -1).all(axis=1))[0]
-    raise ValueError(f"`{name}[{int(bad[0])}]` (layer {int(bad[0])}) contains NaN or Inf values.")
-  return jnp.asarray(x, dtype=jax.dtypes.canonicalize_dtype(dtype))
-
-
-def _num_layers(model) -> int:
-  return len(model) if isinstance(model, tuple) else model.shape[0]
-
-
-def _check_models(models: Sequence, names: Sequence[str]):
-  """Validates models, checks one N for all of them, and casts to one float dtype."""
-  checked = [_check_model(m, name) for m, name in zip(models, names)]
-  n = None
-  for model, name in zip(checked, names):
-    sizes = [x.shape[0] for x in model] if isinstance(model, tuple) else [model.shape[1]]
-    for l, size in enumerate(sizes):
-      if n is None:
-        n, first = size, name
-      elif size != n:
-        where = f"`{name}[{l}]`" if isinstance(model, tuple) else f"`{name}`"
-        raise ValueError(
-            f"every layer of every model must describe the same N samples: {where} has "
-            f"N={size}, but `{first}` has N={n}.")
-  dtypes = [x.dtype for m in checked for x in (m if isinstance(m, tuple) else [m])]
-  dtype = functools.reduce(jnp.promote_types, dtypes)
-
-  def cast(m):
-    return tuple(x.astype(dtype) for x in m) if isinstance(m, tuple) else m.astype(dtype)
-
-  return [cast(m) for m in checked], n
-
-
-def _reject_constant_layers(model, name: str) -> None:
-  """kNN of a layer constant over samples is pure tie-break: refuse it, like `mutual_knn`."""
-  if isinstance(model, tuple):
-    for l, x in enumerate(model):
-      _validation.reject_constant(x, f"{name}[{l}]")
-    return
-  if not _validation.is_concrete(model):
-    return
-  with jax.ensure_compile_time_eval():
-    constant = np.asarray(jnp.all(model == model[:, :1], axis=(1, 2)))
-  if constant.any():
-    l = int(np.argmax(constant))
-    _validation.reject_constant(model[l], f"{name}[{l}]")
-
-
-_UNSUPPORTED = ("mesh", "axis_name")
-
-
-def _check_tile_size(tile_size) -> None:
-  if tile_size is not None and (isinstance(tile_size, bool) or not isinstance(tile_size, int)
-                                or tile_size < 1):
-    raise ValueError(f"`tile_size` must be None or a positive int, got {tile_size!r}.")
-
-
-def _plan(metric: str, hyperparameters, models, names, n: int):
-  """(kind, static plan) for a metric: 'index', 'cknna' or 'generic'.
-
-  kNN metrics get their hyper-parameters checked here, before any tracing.
-  """
-  info = _registry.get_metric(metric)
-  kwargs = _resolve_hyperparameters(info, hyperparameters)
-  for key in _UNSUPPORTED:  # sharded metrics inside a vmap over layer pairs: not supported
+  for key in _UNSUPPORTED:
     if key in kwargs and kwargs[key] != info.hyperparameters[key]:
       raise ValueError(
           f"hyper-parameter {key!r} of {metric!r} is not supported by layer grids and zoos; "
           f"leave it at its default {info.hyperparameters[key]!r}.")
-  if info.uses_knn and (info.fn in _INDEX_KERNELS or info.fn is _cknna.cknna):
-    is_cknna = info.fn is _cknna.cknna
-    handled = {"k", "precision", "tile_size", "unbiased"}
-    for key, value in kwargs.items():
-      if key not in handled and value != info.hyperparameters[key]:
-        raise ValueError(
-            f"hyper-parameter {key!r} of {metric!r} is not supported by layer grids and zoos; "
-            f"leave it at its default {info.hyperparameters[key]!r}.")
-    k = _validation.neighbour_count(kwargs["k"], n, minimum=2 if is_cknna else 1)
+  neighbours = info.from_neighbours is not None
+  if neighbours:
+    _validation.neighbour_count(kwargs["k"], n)
     _validation.choice(kwargs["precision"], _knn.PRECISIONS, "precision")
-    _check_tile_size(kwargs["tile_size"])
-    knn_args = (k, kwargs["precision"], kwargs["tile_size"])
-    if is_cknna:
-      unbiased = bool(kwargs["unbiased"])
-      if unbiased:
-        _validation.min_samples(n, 4, "The unbiased HSIC estimator")
-      return "cknna", (knn_args, unbiased)
-    for model, name in zip(models, names):
-      _reject_constant_layers(model, name)
-    return "index", (knn_args, info.fn)
-  return "generic", (info.fn, tuple(sorted(kwargs.items())))
+    _validation.tile_size(kwargs["tile_size"])
+    if info.rejects_constant:
+      for model, name in zip(models, names):
+        _validation.reject_constant_layers(model, name)
+  return _Plan(metric, tuple(sorted(kwargs.items())), neighbours)
 
 
 # --------------------------------------------------------------------------
@@ -224,6 +157,10 @@ def _batched_map(f, xs, count: int, per_item_elements: int, what: str = "pairs")
     return jax.vmap(f)(xs)
   batch = -(-count // -(-count // batch))  # balanced: fewer rows left for the remainder
   return lax.map(f, xs, batch_size=batch)
+
+
+def _num_layers(model) -> int:
+  return len(model) if isinstance(model, tuple) else model.shape[0]
 
 
 def _groups(model):
@@ -244,59 +181,46 @@ def _in_layer_order(groups, parts):
   return jax.tree.map(lambda *xs: jnp.concatenate(xs)[order], *parts)
 
 
-def _layer_cache(x, kind: str, knn_args, unbiased: bool):
-  """What one layer contributes to every pair it is in, from its single kNN search.
-
-  'index': the neighbour list `[N, k]`. 'cknna': (list, similarities `[N, k]`,
-  constant-over-samples flag); with `unbiased=False` the list includes the
-  sample itself, as in `cknna`.
-  """
-  k, precision, tile_size = knn_args
-  values, index = _knn.knn_with_similarities(x, k, precision, "auto", tile_size)
-  if kind == "index":
-    return index
-  if not unbiased:
-    values, index = _cknna._with_self(x, values, index, k)
-  return index, values, _validation.constant_over_samples(x)
-
-
-def _model_cache(model, kind: str, knn_args, unbiased: bool = True):
-  """Per-layer caches of a model stacked `[L, ...]`; each layer's kNN computed once.
+def _model_cache(model, plan: _Plan):
+  """Per-layer `Neighbours` of a model, stacked `[L, ...]`; each layer's kNN computed once.
 
   Layers of one width group are vmapped, in batches sized so that the
   `[tile, tile]` similarity blocks of a batch fit the working-set budget.
   """
-  k, _, tile_size = knn_args
+  k, precision, tile_size = plan.knn_args
   groups = _groups(model)
   parts = []
   for _, x in groups:
     _, n, d = x.shape
-    tile, _ = _knn.tile_layout(n, k, tile_size)
-    parts.append(_batched_map(lambda layer: _layer_cache(layer, kind, knn_args, unbiased),
-                              x, x.shape[0], 4 * tile * tile + n * (d + 4 * k), "knn"))
+    tile, _ = _tiles.tile_layout(n, tile_size, min_rows=k + 1)
+    parts.append(_batched_map(
+        lambda layer: _knn.neighbours(layer, k, precision, tile_size,
+                                      include_self=plan.include_self),
+        x, x.shape[0], 4 * tile * tile + n * (d + 4 * k), "knn"))
   return _in_layer_order(groups, parts)
 
 
-def _pair_kernel(kind: str, plan):
-  """(score of one layer pair from two layer caches, working-set elements of one pair)."""
-  if kind == "index":
-    kernel, cost = _INDEX_KERNELS[plan[1]]
-    return kernel, lambda n, k: cost(n, k)
-  unbiased = plan[1]
+def _pair_kernel(plan: _Plan):
+  """(score of one layer pair from two layer caches, working-set elements of one pair).
 
-  def cknna_pair(ca, cb):
-    return _cknna.cknna_from_similarities(ca[0], ca[1], cb[0], cb[1], ca[2] | cb[2], unbiased)
+  A pair with a non-finite layer scores NaN, whatever the metric makes of it.
+  """
+  info, kwargs = plan.info, plan.pair_kwargs
 
-  return cknna_pair, lambda n, k: 3 * min(_cknna.ROW_CHUNK, n) * k * k + 24 * n * k
+  def pair(na, nb):
+    score = info.from_neighbours(na, nb, **kwargs).astype(jnp.float32)
+    return jnp.where(na.finite & nb.finite, score, jnp.nan)
+
+  return pair, lambda n: info.pair_cost(n, 0, 0, **plan.kwargs)
 
 
-def _cached_grids(caches, model_pairs, kind: str, plan):
+def _cached_grids(caches, model_pairs, plan: _Plan):
   """Layer grids `{(m1, m2): [L_m1, L_m2]}` from per-model caches, as ONE batched map.
 
   Every layer pair of every requested model pair is a row of one flat list of
   (global layer, global layer) indices into the concatenated caches.
   """
-  pair_fn, cost = _pair_kernel(kind, plan)
+  pair_fn, cost = _pair_kernel(plan)
   counts = [jax.tree.leaves(c)[0].shape[0] for c in caches]
   offsets = np.concatenate([[0], np.cumsum(counts)])
   rows = np.concatenate([np.repeat(np.arange(counts[i]), counts[j]) + offsets[i]
@@ -304,14 +228,14 @@ def _cached_grids(caches, model_pairs, kind: str, plan):
   cols = np.concatenate([np.tile(np.arange(counts[j]), counts[i]) + offsets[j]
                          for i, j in model_pairs]).astype(np.int32)
   every = jax.tree.map(lambda *xs: jnp.concatenate(xs), *caches)
-  _, n, k = jax.tree.leaves(every)[0].shape
+  n = jax.tree.leaves(every)[0].shape[1]
 
   def one_pair(ij):
     def layer(t):
       return jax.tree.map(lambda leaf: leaf[t], every)
     return pair_fn(layer(ij[0]), layer(ij[1])).astype(jnp.float32)
 
-  values = _batched_map(one_pair, (jnp.asarray(rows), jnp.asarray(cols)), rows.size, cost(n, k))
+  values = _batched_map(one_pair, (jnp.asarray(rows), jnp.asarray(cols)), rows.size, cost(n))
   grids, start = {}, 0
   for i, j in model_pairs:
     size = counts[i] * counts[j]
@@ -320,23 +244,12 @@ def _cached_grids(caches, model_pairs, kind: str, plan):
   return grids
 
 
-def _generic_grid(fn, kwargs_items, a, b):
-  """Grid of any registered metric, `fn(a_layer, b_layer, **kwargs)` per layer pair.
+def _generic_grid(plan: _Plan, a, b):
+  """Grid of a metric evaluated on features, `fn(a_layer, b_layer, **kwargs)` per layer pair.
 
   Each (width group of a, width group of b) block is one batched map.
   """
-  kwargs = dict(kwargs_items)
-
-  def cost(xa, xb):
-    n, d = xa.shape[0], xa.shape[1] + xb.shape[1]
-    elements = 4 * n * d + d * d
-    if fn in (_cka.cka, _cka.unbiased_cka):
-      gram = kwargs.get("kernel") == "rbf" or kwargs.get("method") == "gram" or (
-          kwargs.get("method") == "auto"
-          and _cka.linear_method(n, xa.shape[1], xb.shape[1]) == "gram")
-      elements += 6 * n * n if gram else kwargs.get("chunk_size", n) * d
-    return elements
-
+  info, kwargs = plan.info, plan.kwargs
   a_groups, b_groups = _groups(a), _groups(b)
   scores = jnp.zeros((_num_layers(a), _num_layers(b)), jnp.float32)
   for ids_a, xa in a_groups:
@@ -344,10 +257,11 @@ def _generic_grid(fn, kwargs_items, a, b):
       ii, jj = np.meshgrid(np.arange(len(ids_a)), np.arange(len(ids_b)), indexing="ij")
 
       def one_pair(ij, xa=xa, xb=xb):
-        return fn(xa[ij[0]], xb[ij[1]], **kwargs).astype(jnp.float32)
+        return info.fn(xa[ij[0]], xb[ij[1]], **kwargs).astype(jnp.float32)
 
+      cost = info.pair_cost(xa.shape[1], xa.shape[2], xb.shape[2], **kwargs)
       values = _batched_map(one_pair, (jnp.asarray(ii.ravel()), jnp.asarray(jj.ravel())),
-                            ii.size, cost(xa[0], xb[0]))
+                            ii.size, cost)
       block = values.reshape(len(ids_a), len(ids_b))
       if len(a_groups) == 1 and len(b_groups) == 1:
         return block
@@ -363,18 +277,13 @@ def _best(scores):
   return flat[pos], pair
 
 
-def _unbiased_of(kind: str, plan) -> bool:
-  return plan[1] if kind == "cknna" else True
-
-
-@functools.partial(jax.jit, static_argnames=("kind", "plan"))
-def _layer_grid(a, b, kind: str, plan):
-  if kind == "generic":
-    scores = _generic_grid(*plan, a, b)
+@functools.partial(jax.jit, static_argnames=("plan",))
+def _layer_grid(a, b, plan: _Plan):
+  if plan.neighbours:
+    caches = [_model_cache(x, plan) for x in (a, b)]
+    scores = _cached_grids(caches, [(0, 1)], plan)[0, 1]
   else:
-    unbiased = _unbiased_of(kind, plan)
-    caches = [_model_cache(x, kind, plan[0], unbiased) for x in (a, b)]
-    scores = _cached_grids(caches, [(0, 1)], kind, plan)[0, 1]
+    scores = _generic_grid(plan, a, b)
   return LayerGrid(scores, *_best(scores))
 
 
@@ -424,27 +333,26 @@ def layer_grid(
   cached lists; memory O((La + Lb) N k) plus one batch of pair temporaries.
   Other metrics cost La Lb times the metric.
   """
-  (a, b), n = _check_models([a_layers, b_layers], ["a_layers", "b_layers"])
-  kind, plan = _plan(metric, hyperparameters, [a, b], ["a_layers", "b_layers"], n)
-  return _layer_grid(a, b, kind, plan)
+  (a, b), n = _validation.layer_stacks([a_layers, b_layers], ["a_layers", "b_layers"])
+  plan = _plan(metric, hyperparameters, [a, b], ["a_layers", "b_layers"], n)
+  place = _mesh.placement(jax.tree.leaves((a, b)), shard=False)
+  return place.run(lambda _, a, b: _layer_grid(a, b, plan), a, b)
 
 
 # --------------------------------------------------------------------------
 # Model zoos
 # --------------------------------------------------------------------------
 
-@functools.partial(jax.jit, static_argnames=("kind", "plan"))
-def _model_cache_jit(model, kind: str, plan):
-  return _model_cache(model, kind, plan[0], _unbiased_of(kind, plan))
+_model_cache_jit = jax.jit(_model_cache, static_argnames=("plan",))
 
 
 def _model_pairs(m: int, symmetric: bool) -> list[tuple[int, int]]:
   return [(i, j) for i in range(m) for j in range(m) if not symmetric or i <= j]
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "plan", "symmetric"))
-def _zoo_from_caches(caches, kind: str, plan, symmetric: bool):
-  grids = _cached_grids(caches, _model_pairs(len(caches), symmetric), kind, plan)
+@functools.partial(jax.jit, static_argnames=("plan", "symmetric"))
+def _zoo_from_caches(caches, plan: _Plan, symmetric: bool):
+  grids = _cached_grids(caches, _model_pairs(len(caches), symmetric), plan)
   return _assemble(grids, len(caches), symmetric)
 
 
@@ -523,13 +431,17 @@ def zoo_alignment(
   if len(models) == 0:
     raise ValueError("`models` is empty; need at least one model.")
   names = [f"models[{m}]" for m in range(len(models))]
-  checked, n = _check_models(models, names)
-  kind, plan = _plan(metric, hyperparameters, checked, names, n)
-  symmetric = _registry.get_metric(metric).symmetric
-  m = len(checked)
-  if kind != "generic":
-    caches = tuple(_model_cache_jit(model, kind, plan) for model in checked)
-    return _zoo_from_caches(caches, kind, plan, symmetric)
-  grids = {(i, j): _layer_grid(checked[i], checked[j], kind, plan).scores
-           for i, j in _model_pairs(m, symmetric)}
-  return _assemble_jit(grids, m, symmetric)
+  checked, n = _validation.layer_stacks(models, names)
+  plan = _plan(metric, hyperparameters, checked, names, n)
+  symmetric = plan.info.symmetric
+  place = _mesh.placement(jax.tree.leaves(checked), shard=False)
+
+  def zoo(_, checked):
+    if plan.neighbours:
+      caches = tuple(_model_cache_jit(model, plan) for model in checked)
+      return _zoo_from_caches(caches, plan, symmetric)
+    grids = {(i, j): _layer_grid(checked[i], checked[j], plan).scores
+             for i, j in _model_pairs(len(checked), symmetric)}
+    return _assemble_jit(grids, len(checked), symmetric)
+
+  return place.run(zoo, checked)

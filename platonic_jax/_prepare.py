@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float
 
-from platonic_jax import _validation
+from platonic_jax import _mesh, _validation
 
 
 def clamp_quantile(x: jax.Array, q: float) -> jax.Array:
@@ -61,8 +61,10 @@ def prepare_features(
     raise ValueError(
         f"`x` must be [N, D] or [L, N, D], got shape {tuple(arr.shape)} (rank {arr.ndim})."
     )
-  flat = _validation.features(arr.reshape(-1, arr.shape[-1]), "x")
-  out = clamp_quantile(flat.reshape(arr.shape), q)
+  _validation.features(arr.reshape(-1, arr.shape[-1]) if arr.ndim > 2 else arr, "x")
+  x = jnp.asarray(arr, dtype=jnp.promote_types(arr.dtype, jnp.float32))
+  place = _mesh.placement([x], shard=False)
+  out = place.run(lambda _, x: clamp_quantile(x, q), x, out_specs=_mesh.spec_of(x))
   if not normalize:
     return out
   norms = jnp.linalg.norm(out, axis=-1, keepdims=True)

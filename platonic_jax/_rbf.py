@@ -36,27 +36,9 @@ from jax import lax
 from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float
 
-from platonic_jax import _hsic, _knn, _mesh
+from platonic_jax import _hsic, _mesh, _tiles
 
 _HIGHEST = lax.Precision.HIGHEST
-
-
-def tile_layout(n: int, tile_size: int | None) -> tuple[int, int]:
-  """(tile, num_tiles) for N rows: the tile is a multiple of 16, at most N rounded up to 16.
-
-  `tile_size` defaults to `_knn.default_tile_size()` (2048 on CPU, 4096 elsewhere).
-  """
-  if tile_size is not None and (not isinstance(tile_size, (int, np.integer)) or tile_size < 1):
-    raise ValueError(f"`tile_size` must be a positive int or None, got {tile_size!r}.")
-  tile = int(tile_size) if tile_size else _knn.default_tile_size()
-  tile = -(-min(tile, n) // 16) * 16
-  return tile, -(-n // tile)
-
-
-def _tile_pairs(num_tiles: int) -> tuple[np.ndarray, np.ndarray]:
-  """Upper-triangular tile pairs (i <= j), as two static int32 index vectors."""
-  rows, cols = np.triu_indices(num_tiles)
-  return rows.astype(np.int32), cols.astype(np.int32)
 
 
 def _blocks(x: jax.Array, tile: int, num_tiles: int):
@@ -126,7 +108,7 @@ def rbf_hsic_tiled(
     sigma_a: bandwidth of K (> 0), a scalar; may be traced.
     sigma_b: bandwidth of L (> 0), a scalar; may be traced.
     unbiased: the unbiased estimator (zeroed diagonals) instead of tr(KHLH) (static).
-    tile_size: rows per Gram tile (static): default `_knn.default_tile_size()`
+    tile_size: rows per Gram tile (static): default `_tiles.default_tile_size()`
       (2048 on CPU), capped at N, rounded up to a multiple of 16.
 
   Returns:
@@ -139,7 +121,7 @@ def rbf_hsic_tiled(
   """
   n = a.shape[0]
   dtype = jnp.result_type(a, b)
-  tile, num_tiles = tile_layout(n, tile_size)
+  tile, num_tiles = _tiles.tile_layout(n, tile_size)
   blocks_a, norms_a = _blocks(a.astype(dtype), tile, num_tiles)
   blocks_b, norms_b = _blocks(b.astype(dtype), tile, num_tiles)
   scale_a = -0.5 / jnp.square(jnp.asarray(sigma_a, dtype))
@@ -180,7 +162,7 @@ def rbf_hsic_tiled(
 
   init = (jnp.zeros(5, dtype), jnp.zeros((num_tiles, tile), dtype),
           jnp.zeros((num_tiles, tile), dtype))
-  rows, cols = _tile_pairs(num_tiles)
+  rows, cols = _tiles.upper_tile_pairs(num_tiles)
   (sums, row_k, row_l), _ = lax.scan(step, init, (jnp.asarray(rows), jnp.asarray(cols)))
   row_k = row_k.reshape(-1)  # padded entries are exactly 0
   row_l = row_l.reshape(-1)
@@ -257,7 +239,7 @@ def rbf_hsic_sharded(a, b, sigma_a, sigma_b, *, unbiased: bool, tile_size: int |
   n = a.shape[0]
   dtype = jnp.result_type(a, b)
   shards = _mesh.shard_count(mesh, axes)
-  tile, _ = tile_layout(-(-n // shards), tile_size)
+  tile, _ = _tiles.tile_layout(-(-n // shards), tile_size)
   padded = _mesh.padded_rows(n, shards, tile)
   a = a.astype(dtype) - _hsic.pilot_shift(a.astype(dtype))
   b = b.astype(dtype) - _hsic.pilot_shift(b.astype(dtype))

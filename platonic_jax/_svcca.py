@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float
 
-from platonic_jax import _cka, _hsic, _mesh, _validation
+from platonic_jax import _hsic, _mesh, _validation
 
 METHODS = ("auto", "features", "svd")
 
@@ -92,14 +92,14 @@ def _check(a, b, cca_dim, method, chunk_size, mesh, axis_name):
         f"(N={n}, Da={da}, Db={db}), got {cca_dim!r}.")
   _validation.choice(method, METHODS, "method")
   _validation.positive_int(chunk_size, "chunk_size")
-  axes = None
-  if mesh is not None:
-    if method == "svd":
-      raise ValueError("`method='svd'` cannot be sharded; use 'auto' or 'features' with `mesh`.")
-    method, axes = "features", _mesh.row_axes(mesh, axis_name)
+  if mesh is not None and method == "svd":
+    raise ValueError("`method='svd'` cannot be sharded; use 'auto' or 'features' with `mesh`.")
+  place = _mesh.placement([a, b], mesh, axis_name, shard=method != "svd")
+  if place.mesh is not None:
+    method = "features"
   elif method == "auto":
-    method = "features" if _cka.linear_method(n, da, db) == "features" else "svd"
-  return a, b, method, axes
+    method = "features" if _hsic.linear_method(n, da, db) == "features" else "svd"
+  return a, b, method, place
 
 
 def svcca_correlations(
@@ -108,7 +108,7 @@ def svcca_correlations(
     cca_dim: int = 10,
     *,
     method: str = "auto",
-    chunk_size: int = _cka.DEFAULT_CHUNK_ROWS,
+    chunk_size: int = _hsic.DEFAULT_CHUNK_ROWS,
     mesh: Mesh | None = None,
     axis_name: str | tuple[str, ...] | None = None,
 ) -> Float[Array, " cca_dim"]:
@@ -118,8 +118,10 @@ def svcca_correlations(
   constant), the missing directions have no canonical partner and count as 0.
   Arguments as in `svcca`.
   """
-  a, b, method, axes = _check(a, b, cca_dim, method, chunk_size, mesh, axis_name)
-  return _correlations(a, b, cca_dim, method, chunk_size, mesh, axes)
+  a, b, method, place = _check(a, b, cca_dim, method, chunk_size, mesh, axis_name)
+  correlations = place.run(
+      lambda mesh, a, b: _correlations(a, b, cca_dim, method, chunk_size, mesh, place.axes), a, b)
+  return _validation.finite_or_nan(correlations, a=a, b=b)
 
 
 def svcca(
@@ -128,7 +130,7 @@ def svcca(
     cca_dim: int = 10,
     *,
     method: str = "auto",
-    chunk_size: int = _cka.DEFAULT_CHUNK_ROWS,
+    chunk_size: int = _hsic.DEFAULT_CHUNK_ROWS,
     mesh: Mesh | None = None,
     axis_name: str | tuple[str, ...] | None = None,
 ) -> Float[Array, ""]:
@@ -148,11 +150,14 @@ def svcca(
       'svd' (thin SVDs of the `[N, D]` inputs) or 'auto': 'features' unless
       Da + Db is large compared with N (the rule of linear CKA).
     chunk_size: rows per chunk for 'features' (static).
-    mesh: shard rows over this mesh ('features' statistics, `psum`-reduced).
+    mesh: shard rows over this mesh (auto or explicit axes; 'features'
+      statistics, `psum`-reduced). Inputs already row-sharded over several
+      devices are computed on their own mesh without it.
     axis_name: mesh axis (or axes) for the rows; default all.
 
   Returns:
-    float32 scalar in [0, 1]; symmetric in (a, b).
+    float32 scalar in [0, 1]; symmetric in (a, b). NaN when a traced input
+    holds NaN/Inf (concrete inputs raise).
 
   Cost: 'features': O(N (Da + Db)^2 + Da^3 + Db^3) time, O((Da + Db)^2) memory.
   'svd': O(N Da min(N, Da) + N Db min(N, Db)) time, O(N (Da + Db)) memory.

@@ -1,18 +1,23 @@
 """Argument checks shared by every public kernel.
 
 Checks that depend only on shapes run at trace time, so they also fire under
-`jax.jit` and `jax.vmap`. Checks that need values (NaN/Inf, zero-norm rows) run
-only on concrete arrays: a traced value cannot be inspected without a host
-round trip, and the kernels are meant to be traced.
+`jax.jit` and `jax.vmap`. Checks that need values (NaN/Inf, indices out of
+range, zero-norm rows) raise on concrete arrays; under tracing, where no value
+can be inspected, a bad input turns the result into NaN (`nan_unless`), never a
+plausible number, and inside `checked` the same condition raises instead.
 """
 
 from __future__ import annotations
 
+import contextvars
 import difflib
+import functools
+from typing import Callable
 
 import numpy as np
 import jax
 import jax.numpy as jnp
+from jax.experimental import checkify
 from jax.typing import ArrayLike
 
 
@@ -35,8 +40,12 @@ def all_finite(x) -> bool:
 
 
 def constant_over_samples(x: jax.Array) -> jax.Array:
-  """Traceable: True when every row of `x` equals the first (no sample varies)."""
-  return jnp.all(x == x[:1])
+  """Traceable: True when all rows of `x` `[N, D]` are equal (no sample varies).
+
+  Column extrema rather than a comparison with row 0, so rows may be sharded
+  over explicit mesh axes; a NaN makes max != min, so NaN is never "constant".
+  """
+  return jnp.all(jnp.max(x, axis=0) == jnp.min(x, axis=0))
 
 
 def reject_constant(x: jax.Array, name: str) -> None:
@@ -48,6 +57,58 @@ def reject_constant(x: jax.Array, name: str) -> None:
       raise ValueError(
           f"`{name}` is constant over samples (all rows equal): every pairwise similarity "
           f"ties, so its nearest neighbours would be arbitrary.")
+
+
+_RAISING = contextvars.ContextVar("platonic_jax_raising_checks", default=False)
+
+
+def nan_unless(valid: jax.Array, value: jax.Array, message: str, fill=jnp.nan) -> jax.Array:
+  """`value` where the traced condition `valid` holds, else `fill` (NaN by default).
+
+  Inside `checked` the condition is also a `checkify` check that raises with
+  `message`.
+  """
+  if _RAISING.get():
+    checkify.check(valid, message)
+  return jnp.where(valid, value, jnp.asarray(fill, value.dtype))
+
+
+def finite_or_nan(value: jax.Array, **named_arrays) -> jax.Array:
+  """`value`, or NaN when a traced input holds NaN/Inf (concrete inputs were checked eagerly)."""
+  traced = {name: x for name, x in named_arrays.items() if not is_concrete(x)}
+  for name, x in traced.items():
+    value = nan_unless(jnp.all(jnp.isfinite(x)), value, f"`{name}` contains NaN or Inf values.")
+  return value
+
+
+def checked(fn: Callable) -> Callable:
+  """`fn` with platonic_jax's value checks raised even where its inputs are traced.
+
+  Eagerly every public function raises ValueError for NaN/Inf features or
+  neighbour indices out of range; under `jax.jit` those values cannot be
+  inspected and the result is NaN instead. `checked(fn)` jit-compiles `fn`
+  with `jax.experimental.checkify` and raises the same ValueError (naming the
+  argument) when a check fails. Pass the plain function, not a jitted one: a
+  jitted function traced earlier keeps its unchecked trace.
+
+  Example:
+    score = pj.checked(lambda a, b: pj.mutual_knn(a, b, k=10))(a, b)
+  """
+  compiled = jax.jit(checkify.checkify(fn, errors=checkify.user_checks))
+
+  @functools.wraps(fn)
+  def run(*args, **kwargs):
+    token = _RAISING.set(True)
+    try:
+      error, out = compiled(*args, **kwargs)
+    finally:
+      _RAISING.reset(token)
+    message = error.get()
+    if message:
+      raise ValueError(message.split(" (`check` failed)")[0])
+    return out
+
+  return run
 
 
 def _float_dtype(dtype, name: str):
@@ -108,6 +169,60 @@ def neighbour_count(k, n: int, *, minimum: int = 1, name: str = "k") -> int:
   return k
 
 
+def tile_size(value, name: str = "tile_size") -> int | None:
+  """None (the default tile) or a positive Python int."""
+  if value is None:
+    return None
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    raise ValueError(f"`{name}` must be None or a positive int, got {value!r}.")
+  return int(value)
+
+
+def neighbour_lists(knn_a, knn_b, *, n: int | None = None, minimum_k: int = 1):
+  """Validates two neighbour-index lists `[N, k]`: int dtype, one shape, N rows, k in range.
+
+  `n` is the sample count of the features they index (None: their own row
+  count). Indices outside [0, N) raise when concrete; traced ones are checked
+  by `indices_in_range` in the caller. Returns both as int32.
+  """
+  lists = {"knn_a": knn_a, "knn_b": knn_b}
+  for name, v in list(lists.items()):
+    v = v if isinstance(v, (jax.Array, np.ndarray)) else np.asarray(v)
+    if v.ndim != 2:
+      raise ValueError(f"`{name}` must be [N, k] neighbour indices, got shape {tuple(v.shape)}.")
+    if not jnp.issubdtype(v.dtype, jnp.integer):
+      raise ValueError(f"`{name}` must hold integer indices, got dtype {v.dtype}.")
+    lists[name] = v
+  knn_a, knn_b = lists["knn_a"], lists["knn_b"]
+  if knn_a.shape != knn_b.shape:
+    raise ValueError(
+        f"`knn_a` and `knn_b` must have the same shape [N, k], got {tuple(knn_a.shape)} and "
+        f"{tuple(knn_b.shape)}.")
+  rows, k = knn_a.shape
+  if n is not None and rows != n:
+    raise ValueError(
+        f"`knn_a` and `knn_b` must have one row per sample of the features (N = {n}), got "
+        f"{rows} rows.")
+  neighbour_count(k, rows, minimum=minimum_k, name="k (columns of knn_a)")
+  for name, v in lists.items():
+    if is_concrete(v):
+      with jax.ensure_compile_time_eval():
+        in_range = bool(((v >= 0) & (v < rows)).all())
+      if not in_range:
+        raise ValueError(f"`{name}` holds indices outside [0, N) = [0, {rows}).")
+  return jnp.asarray(knn_a, jnp.int32), jnp.asarray(knn_b, jnp.int32)
+
+
+def indices_or_nan(value: jax.Array, **named_lists) -> jax.Array:
+  """`value`, or NaN when a traced neighbour list holds an index outside [0, N)."""
+  for name, v in named_lists.items():
+    if not is_concrete(v):
+      rows = v.shape[0]
+      value = nan_unless(jnp.all((v >= 0) & (v < rows)), value,
+                         f"`{name}` holds indices outside [0, N) = [0, {rows}).")
+  return value
+
+
 def min_samples(n: int, minimum: int, what: str) -> None:
   if n < minimum:
     raise ValueError(f"{what} needs at least N = {minimum} samples, got N = {n}.")
@@ -136,3 +251,71 @@ def positive_int(value, name: str) -> int:
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
     raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
   return int(value)
+
+
+def layer_stack(x, name: str):
+  """One model's layers: a stacked `[L, N, D]` array or a non-empty list of `[N, D_l]` arrays.
+
+  Returns a float jax array `[L, N, D]` or a tuple of float `[N, D_l]` arrays.
+  """
+  if isinstance(x, (list, tuple)):
+    if not x:
+      raise ValueError(f"`{name}` is an empty list of layers; need at least one [N, D] array.")
+    return tuple(features(layer, f"{name}[{l}]") for l, layer in enumerate(x))
+  if not isinstance(x, (jax.Array, np.ndarray)):
+    try:
+      x = np.asarray(x)
+    except Exception as e:  # noqa: BLE001 - re-raised with the argument's name
+      raise ValueError(f"`{name}` must be an array or a list of arrays, got "
+                       f"{type(x).__name__}.") from e
+  if x.ndim != 3:
+    raise ValueError(
+        f"`{name}` must be a stacked [L, N, D] array (layers x samples x features) or a "
+        f"list of [N, D] arrays, got an array of shape {tuple(x.shape)} (rank {x.ndim}).")
+  if 0 in x.shape:
+    raise ValueError(f"`{name}` is empty: shape {tuple(x.shape)}; need L, N, D >= 1.")
+  dtype = _float_dtype(x.dtype, name)
+  if is_concrete(x) and not all_finite(x):
+    with jax.ensure_compile_time_eval():
+      finite_layers = np.asarray(jnp.isfinite(x).all(axis=(1, 2)))
+    bad = int(np.argmin(finite_layers))
+    raise ValueError(f"`{name}[{bad}]` (layer {bad}) contains NaN or Inf values.")
+  return jnp.asarray(x, dtype=jax.dtypes.canonicalize_dtype(dtype))
+
+
+def layer_stacks(models, names) -> tuple[list, int]:
+  """Validates models (see `layer_stack`) of one N, cast to one float dtype; returns (models, N)."""
+  checked = [layer_stack(m, name) for m, name in zip(models, names)]
+  n = None
+  for model, name in zip(checked, names):
+    sizes = [x.shape[0] for x in model] if isinstance(model, tuple) else [model.shape[1]]
+    for l, size in enumerate(sizes):
+      if n is None:
+        n, first = size, name
+      elif size != n:
+        where = f"`{name}[{l}]`" if isinstance(model, tuple) else f"`{name}`"
+        raise ValueError(
+            f"every layer of every model must describe the same N samples: {where} has "
+            f"N={size}, but `{first}` has N={n}.")
+  dtypes = [x.dtype for m in checked for x in (m if isinstance(m, tuple) else [m])]
+  dtype = functools.reduce(jnp.promote_types, dtypes)
+
+  def cast(m):
+    return tuple(x.astype(dtype) for x in m) if isinstance(m, tuple) else m.astype(dtype)
+
+  return [cast(m) for m in checked], n
+
+
+def reject_constant_layers(model, name: str) -> None:
+  """`reject_constant` for every layer of a validated model (concrete layers only)."""
+  if isinstance(model, tuple):
+    for l, x in enumerate(model):
+      reject_constant(x, f"{name}[{l}]")
+    return
+  if not is_concrete(model):
+    return
+  with jax.ensure_compile_time_eval():
+    constant = np.asarray(jnp.all(model.max(axis=1) == model.min(axis=1), axis=-1))
+  if constant.any():
+    l = int(np.argmax(constant))
+    reject_constant(model[l], f"{name}[{l}]")

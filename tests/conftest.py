@@ -5,8 +5,6 @@ paths run in every test session (single-device code uses device 0).
 """
 
 import os
-import pathlib
-import sys
 import zlib
 
 import hypothesis
@@ -15,7 +13,6 @@ import numpy as np
 import pytest
 
 jax.config.update("jax_num_cpu_devices", 8)
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the `benchmarks` package
 
 hypothesis.settings.register_profile(
     "ci", max_examples=int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", "12")), deadline=None,

@@ -66,5 +66,28 @@ for unbiased in (False, True):
   result[tag + "_sharded"] = scalar(pj.cka(a, b, unbiased=unbiased, mesh=mesh))
   result[tag + "_single"] = float(pj.cka(a_local, b_local, unbiased=unbiased))
 
+# The same on a mesh with explicit axes (jax.make_mesh's default), inputs built from each
+# process's own rows and passed pre-sharded, without `mesh=`: computed where they live.
+explicit = jax.make_mesh((jax.device_count(),), ("data",))
+N_EXPLICIT = 200  # explicit shardings divide evenly
+per_process = N_EXPLICIT // num_processes
+
+
+def explicit_array(host):
+  mine = host[process_id * per_process:(process_id + 1) * per_process]
+  return jax.make_array_from_process_local_data(
+      NamedSharding(explicit, PartitionSpec("data")), mine, (N_EXPLICIT, host.shape[1]))
+
+
+ae, be = explicit_array(a_host), explicit_array(b_host)
+ae_local, be_local = (jax.device_put(x[:N_EXPLICIT], local) for x in (a_host, b_host))
+result["explicit_knn_sharded"] = multihost_utils.process_allgather(pj.knn(ae, K),
+                                                                   tiled=True).tolist()
+result["explicit_knn_single"] = np.asarray(pj.knn(ae_local, K)).tolist()
+for name in ("mutual_knn", "cknna", "unbiased_cka"):
+  hyper = {"k": K} if name != "unbiased_cka" else {}
+  result[f"explicit_{name}_sharded"] = scalar(pj.measure(name, ae, be, **hyper))
+  result[f"explicit_{name}_single"] = float(pj.measure(name, ae_local, be_local, **hyper))
+
 (out_dir / f"{process_id}.json").write_text(json.dumps(result))
 jax.distributed.shutdown()

@@ -19,6 +19,7 @@ def _free_port():
 
 
 def test_two_process_sharded_knn_and_cka_match_single_process(tmp_path):
+  """Auto-axis mesh with `mesh=`, and an explicit-axis mesh with pre-sharded inputs."""
   port = str(_free_port())
   env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
   env.pop("XLA_FLAGS", None)
@@ -44,3 +45,7 @@ def test_two_process_sharded_knn_and_cka_match_single_process(tmp_path):
     for name in ("mutual_knn", "cka", "unbiased_cka"):
       np.testing.assert_allclose(r[name + "_sharded"], r[name + "_single"], atol=1e-5,
                                  err_msg=name)
+    np.testing.assert_array_equal(r["explicit_knn_sharded"], r["explicit_knn_single"])
+    for name in ("mutual_knn", "cknna", "unbiased_cka"):
+      np.testing.assert_allclose(r[f"explicit_{name}_sharded"], r[f"explicit_{name}_single"],
+                                 atol=1e-5, err_msg=f"explicit axes: {name}")

@@ -1,5 +1,9 @@
 """The metric registry and `measure`."""
 
+import dataclasses
+import types
+
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -64,8 +68,40 @@ def test_register_a_custom_metric(rng):
       name="test_only_negated_cka", fn=lambda a, b: -pj.cka(a, b), hyperparameters={},
       value_range=lambda **_: (-1.0, 0.0), symmetric=True, higher_is_more_similar=False,
       uses_knn=False, cost="as cka")
-  pj.register_metric(info)
-  with pytest.raises(ValueError, match="already registered"):
-    pj.register_metric(info)
-  a, b = correlated_pair(rng, 20, 3, 3)
-  assert float(pj.measure("test_only_negated_cka", a, b)) == -float(pj.cka(a, b))
+  with pj.registered_metric(info):
+    with pytest.raises(ValueError, match="already registered"):
+      pj.register_metric(info)
+    a, b = correlated_pair(rng, 20, 3, 3)
+    assert float(pj.measure("test_only_negated_cka", a, b)) == -float(pj.cka(a, b))
+  assert "test_only_negated_cka" not in pj.metric_names()
+
+
+def test_registered_metric_restores_a_replaced_metric():
+  original = pj.get_metric("cka")
+  stand_in = dataclasses.replace(original, cost="stand-in")
+  with pj.registered_metric(stand_in, overwrite=True):
+    assert pj.get_metric("cka").cost == "stand-in"
+  assert pj.get_metric("cka") is original
+
+
+def test_a_new_neighbour_metric_is_one_registration(rng):
+  """A kNN metric declared only through the registry works in layer grids and zoos."""
+  def jaccard_from_neighbours(na, nb, **_):
+    shared = jnp.sum(na.index[:, :, None] == nb.index[:, None, :], axis=(1, 2))
+    return jnp.mean(shared / (2 * na.index.shape[1] - shared))
+
+  def jaccard_knn(a, b, k=10, precision="highest", tile_size=None, mesh=None, axis_name=None):
+    lists = (types.SimpleNamespace(index=pj.knn(x, k)) for x in (a, b))
+    return jaccard_from_neighbours(*lists)
+
+  info = pj.MetricInfo(
+      "test_only_jaccard_knn", jaccard_knn, pj.get_metric("mutual_knn").hyperparameters,
+      lambda **_: (0.0, 1.0), True, True, True, "as mutual_knn",
+      from_neighbours=jaccard_from_neighbours, rejects_constant=True)
+  a, b = correlated_pair(rng, 60, 5, 7)
+  layers_a, layers_b = np.stack([a, a * 2]), [b, b[:, :4]]
+  with pj.registered_metric(info):
+    grid = pj.layer_grid("test_only_jaccard_knn", layers_a, layers_b, k=6)
+    for i, x in enumerate(layers_a):
+      for j, y in enumerate(layers_b):
+        np.testing.assert_allclose(grid.scores[i, j], jaccard_knn(x, y, 6), atol=1e-6)
