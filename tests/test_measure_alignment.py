@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -83,8 +84,8 @@ def test_non_symmetric_metrics_measure_both_orders(feature_dir):
 
 
 def test_script_end_to_end_resumes_and_reports(feature_dir, records, tmp_path):
-  out = tmp_path / "out"
-  flags = [f"--inputs={feature_dir}", f"--output_dir={out}", "--k=4", "--num_permutations=9",
+  out, inputs = tmp_path / "out", shutil.copytree(feature_dir, tmp_path / "features")
+  flags = [f"--inputs={inputs}", f"--output_dir={out}", "--k=4", "--num_permutations=9",
            "--num_resamples=8", "--seed=1"]
   done = _script(*flags, "--metrics=mutual_knn")
   assert done.stdout.count("measuring ") == 1
@@ -105,6 +106,10 @@ def test_script_end_to_end_resumes_and_reports(feature_dir, records, tmp_path):
   assert "measuring mutual_knn" not in again.stdout
   assert again.stdout.count("measuring unbiased_cka") == 1
   assert len(bench.load_records(out / "records.jsonl")) == 2
+  # Changed features under the same name are measured again, not read back.
+  np.save(inputs / "alpha.npy", 2.0 * np.load(inputs / "alpha.npy") + 1.0)
+  changed = _script(*flags, "--metrics=unbiased_cka")
+  assert changed.stdout.count("measuring unbiased_cka") == 1
 
 
 def test_help_and_one_line_errors(feature_dir, tmp_path):

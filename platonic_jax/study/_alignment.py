@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import json
 import os
 import pathlib
@@ -88,8 +89,19 @@ def _pairs(num_sets: int, symmetric: bool) -> list[tuple[int, int]]:
           if i != j and (not symmetric or i < j)]
 
 
-def _identity(metric: str, a: str, b: str, config: Mapping[str, Any]) -> str:
-  return json.dumps([metric, a, b, dict(sorted(config.items()))], sort_keys=True)
+def _fingerprint(feature_set: _inputs.FeatureSet) -> str:
+  """Hash of a set's layer shapes and values: a resumed run re-measures changed features."""
+  digest = hashlib.sha256()
+  for layer in feature_set.layers:
+    digest.update(repr(layer.shape).encode())
+    digest.update(np.ascontiguousarray(layer, np.float32).tobytes())
+  return digest.hexdigest()[:16]
+
+
+def _identity(metric: str, a: str, b: str, config: Mapping[str, Any],
+              fingerprints: Sequence[str]) -> str:
+  return json.dumps([metric, a, b, dict(sorted(config.items())), list(fingerprints)],
+                    sort_keys=True)
 
 
 def measure_pair(metric: str, a_layers: Sequence[np.ndarray], b_layers: Sequence[np.ndarray], *,
@@ -175,15 +187,17 @@ def measure_feature_sets(
     prepare: clamp and L2-normalise each model's layers first, as the
       reference does (`prepared_layers`).
     records_path: a JSONL file; each measurement is appended as one fsynced
-      line and measurements already there (same metric, pair and settings)
-      are skipped, so an interrupted run resumes.
-    progress: called with a one-line description before each measurement.
+      line and measurements already there (same metric, pair, settings and
+      feature values, by a SHA-256 fingerprint) are skipped, so an
+      interrupted run resumes and changed features are measured again.
+    progress: called with a one-line description of each measurement, after
+      its layer-search null and before its intervals.
 
   Returns:
     The records of every requested measurement (read back or new), in
     metric, then pair order. Each has `kind`, `metric`, `a`, `b`, `config`
-    (k, P, R, confidence, seed, prepare, N), `recorded_at` and the fields
-    of `measure_pair`.
+    (k, P, R, confidence, seed, prepare, N), `fingerprints` (of a's and b's
+    features), `recorded_at` and the fields of `measure_pair`.
 
   Raises:
     ValueError: fewer than 2 sets, sets with different N or repeated names,
@@ -219,11 +233,14 @@ def measure_feature_sets(
   resamples = _stats.resamples(n, num_resamples, seed)
   layers = [prepared_layers(s) if prepare else s.layers for s in feature_sets]
   writer = bench.RecordWriter(records_path) if records_path is not None else None
+  fingerprints = [_fingerprint(s) for s in feature_sets]
   done = {}
   if records_path is not None:
     for record in bench.load_records(records_path):
       if record.get("kind") == RECORD_KIND:
-        done[_identity(record["metric"], record["a"], record["b"], record["config"])] = record
+        key = _identity(record["metric"], record["a"], record["b"], record["config"],
+                        record.get("fingerprints", []))
+        done[key] = record
   out = []
   for info in infos:
     hyper = _hyperparameters(info.name, k)
@@ -232,7 +249,8 @@ def measure_feature_sets(
               "seed": int(seed), "prepare": bool(prepare), "num_samples": n}
     by_pair = {}
     for i, j in _pairs(len(feature_sets), info.symmetric):
-      by_pair[i, j] = done.get(_identity(info.name, names[i], names[j], config))
+      by_pair[i, j] = done.get(_identity(info.name, names[i], names[j], config,
+                                         [fingerprints[i], fingerprints[j]]))
     todo = [pair for pair, record in by_pair.items() if record is None]
     searches = _stats.iter_zoo_search_nulls(info.name, layers, pairs=todo, indices=permutations,
                                             **hyper) if todo else iter(())
@@ -240,7 +258,7 @@ def measure_feature_sets(
       if progress is not None:
         progress(f"{info.name}: {names[i]} vs {names[j]}")
       record = {"kind": RECORD_KIND, "metric": info.name, "a": names[i], "b": names[j],
-                "config": config,
+                "config": config, "fingerprints": [fingerprints[i], fingerprints[j]],
                 **_pair_fields(info.name, search, layers[i], layers[j], resamples, confidence,
                                hyper),
                 "recorded_at": datetime.datetime.now(datetime.UTC).isoformat()}
