@@ -38,6 +38,7 @@ use, and a missing install raises an ImportError naming the extra.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import pathlib
 from typing import Any, Sequence
@@ -105,6 +106,11 @@ class HFModel:
   tokenizer: Any
   random_init: bool
   num_params: int
+
+  @functools.cached_property
+  def _forwards(self) -> dict:
+    """The jitted forward pass with and without the embeddings, compiled once per model."""
+    return {flag: _forward(self, flag) for flag in (True, False)}
 
   @property
   def layer_names(self) -> list[str]:
@@ -331,7 +337,7 @@ def _forward(hf: HFModel, include_embeddings: bool):
 
 def _batched(hf: HFModel, batches, n: int, batch_size: int, include_embeddings: bool) -> list[np.ndarray]:
   """Runs every batch, accumulating pooled layers into host arrays."""
-  forward = _forward(hf, include_embeddings)
+  forward = hf._forwards[include_embeddings]  # pylint: disable=protected-access
   layers = None
   for start, inputs, mask in batches:
     count = inputs.shape[0]
