@@ -339,6 +339,16 @@ def colour_findings(result: ColourExperiment) -> list[str]:
         f"{null_note} ({last['null_mean']:.3f}), {'; '.join(baselines)}. Best layer "
         f"{best['layer_name']} {best['score']:.3f} {search} the 95th percentile of the "
         f"layer-search null ({best['null_q95']:.3f}).")
+  above = [m for m in result.config["metrics"] if all(
+      _find(result.records, "pretrained", m, "last")["low"]
+      > _find(result.records, other, m, "last")["high"] for other in ("random_init", "bag_of_words"))]
+  lines.append(
+      f"Overall: the pretrained last layer is above both the random-init model and the bag of "
+      f"words on {len(above)} of {len(result.config['metrics'])} metrics"
+      + (f" ({', '.join(above)})." if above else ".")
+      + " Untrained models and word counts already sit far above the permutation null, because "
+      "names that share words (\"blue\", \"dark blue\") share tokens and so embeddings; only the "
+      "margin over those baselines is evidence that training put colours where perception does.")
   return lines
 
 
@@ -370,7 +380,7 @@ def _plot(result: ColourExperiment, path: pathlib.Path) -> None:
   axes[0][0].set_ylabel("alignment with CIELAB")
   axes[0][0].legend(fontsize=6, loc="best")
   fig.suptitle(f"XKCD colours (N={result.config['num_colours']}): "
-               f"{pathlib.Path(result.config['model_dir']).name}; bars: 95% bootstrap; "
+               f"{'/'.join(pathlib.Path(result.config['model_dir']).parts[-2:])}; bars: 95% bootstrap; "
                f"shaded: last layer's permutation null ± 2 sd",
                fontsize=8)
   fig.tight_layout()
