@@ -1,0 +1,104 @@
+"""The group-list kNN (single device and the symmetric ring) against independent references.
+
+Edge cases of the group lists: exact ties across group and tile borders,
+duplicate rows, k near N (few groups, g = 1), padding rows and sentinel
+groups, small N (two half tiles), and rings of odd and even device counts.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import Mesh
+
+import platonic_jax as pj
+import reference
+from platonic_jax import _knn
+
+
+@pytest.mark.parametrize("n,k,tile", [(200, 12, 32), (130, 9, None), (97, 10, 48)])
+def test_integer_ties_across_groups_and_tiles(rng, n, k, tile):
+  x = rng.integers(-1, 2, size=(n, 3)).astype(np.float32)  # massive exact ties
+  np.testing.assert_array_equal(pj.knn(x, k, tile_size=tile), reference.knn(x, k))
+
+
+def test_duplicates_in_other_tiles_rank_by_index(rng):
+  x = rng.standard_normal((100, 5)).astype(np.float32)
+  x /= np.linalg.norm(x, axis=1, keepdims=True)
+  x[[2, 31, 64, 99]] = x[50]  # copies in three different 32-row tiles
+  idx = np.asarray(pj.knn(x, 6, tile_size=32))
+  np.testing.assert_array_equal(idx[50, :4], [2, 31, 64, 99])
+  np.testing.assert_array_equal(idx[99, :4], [2, 31, 50, 64])
+  np.testing.assert_array_equal(idx, reference.knn(x, 6))
+
+
+@pytest.mark.parametrize("n,k", [(17, 16), (17, 15), (33, 30)])
+def test_k_near_n_with_padding_and_sentinels(rng, n, k):
+  # Few real groups per row, padding rows in the last tile: sentinel groups
+  # survive in the lists until the end and must never reach the output.
+  x = rng.integers(-2, 3, size=(n, 4)).astype(np.float32)
+  got = np.asarray(pj.knn(x, k, tile_size=16))
+  np.testing.assert_array_equal(got, reference.knn(x, k))
+  assert ((got >= 0) & (got < n)).all()
+
+
+def test_small_n_uses_two_half_tiles_and_matches_dense(rng):
+  x = rng.standard_normal((300, 24)).astype(np.float32)
+  assert _knn.self_tile_size(300, None) == 150
+  np.testing.assert_array_equal(pj.knn(x, 10), pj.knn(x, 10, method="dense"))
+
+
+def test_group_lists_merge_with_repeated_sentinels():
+  k, g = 3, 2
+  empty = _knn.empty_group_lists(1, k, g)
+  real = (jnp.array([[5.0, 4.0, -jnp.inf]]), jnp.array([[7, 2, -1]], jnp.int32),
+          jnp.array([[[5.0, 1.0], [4.0, 4.0], [-jnp.inf, -jnp.inf]]]))
+  top, ids, members = _knn.merge_group_lists(empty, real, k)
+  np.testing.assert_array_equal(ids[:, :2], [[7, 2]])
+  assert ids[0, 2] < 0  # a sentinel (any of them: their members are all -inf)
+  np.testing.assert_array_equal(members[0, :2], [[5.0, 1.0], [4.0, 4.0]])
+  values, index = _knn.finish_group_lists((top, ids, members), k)
+  np.testing.assert_array_equal(values, [[5.0, 4.0, 4.0]])
+  np.testing.assert_array_equal(index, [[14, 4, 5]])  # a tie goes to the lower index
+
+
+def test_approx_recall_is_exact_on_cpu(rng):
+  x = rng.standard_normal((150, 8)).astype(np.float32)
+  if jax.default_backend() != "cpu":
+    pytest.skip("approx_max_k is approximate on TPU")
+  np.testing.assert_array_equal(pj.knn(x, 5, approx_recall=0.9, tile_size=48), pj.knn(x, 5))
+
+
+@pytest.mark.parametrize("devices", [2, 3, 8])
+def test_symmetric_ring_equals_single_device(rng, devices):
+  mesh = Mesh(np.array(jax.devices()[:devices]), ("data",))
+  x = rng.integers(-1, 2, size=(101, 3)).astype(np.float32)  # ties across shards
+  x[77] = x[5]
+  single = np.asarray(pj.knn(x, 8))
+  np.testing.assert_array_equal(single, reference.knn(x, 8))
+  np.testing.assert_array_equal(pj.knn(x, 8, mesh=mesh), single)
+  np.testing.assert_array_equal(pj.knn(x, 8, mesh=mesh, tile_size=16), single)
+
+
+def test_symmetric_ring_with_k_near_n_on_odd_mesh(rng):
+  mesh = Mesh(np.array(jax.devices()[:5]), ("data",))
+  x = rng.standard_normal((23, 4)).astype(np.float32)
+  np.testing.assert_array_equal(pj.knn(x, 22, mesh=mesh), reference.knn(x, 22))
+
+
+@pytest.mark.parametrize("n,k,d", [(100, 7, 3), (70, 5, 20)])
+def test_fused_pallas_kernel_in_interpret_mode(rng, n, k, d):
+  x = rng.integers(-1, 2, size=(n, d)).astype(np.float32)  # exact ties
+  x[n - 1] = x[2]
+  np.testing.assert_array_equal(pj.knn(x, k, method="pallas"), reference.knn(x, k))
+  if jax.default_backend() == "cpu":
+    # Small blocks: several column blocks, skipped tiles, padding rows and columns.
+    from platonic_jax import _pallas_knn  # pylint: disable=import-outside-toplevel
+    _, index = _pallas_knn.self_knn_pallas(x, k, block_rows=16, block_cols=32)
+    np.testing.assert_array_equal(index, reference.knn(x, k))
+
+
+def test_pallas_method_cannot_be_sharded(rng):
+  mesh = Mesh(np.array(jax.devices()[:2]), ("data",))
+  with pytest.raises(ValueError, match=r"cannot be sharded"):
+    pj.knn(rng.standard_normal((20, 3)).astype(np.float32), 3, mesh=mesh, method="pallas")
