@@ -11,7 +11,7 @@ from jax.typing import ArrayLike
 from jax.sharding import Mesh
 from jaxtyping import Array, Float
 
-from platonic_jax import _hsic, _mesh, _rbf, _validation
+from platonic_jax import _hsic, _mesh, _rbf, _registry, _validation
 
 KERNELS = ("linear", "rbf")
 
@@ -176,3 +176,26 @@ def unbiased_cka(
   """`cka(..., unbiased=True)`: CKA with the unbiased HSIC of Song et al. (N >= 4)."""
   return cka(a, b, kernel, sigma, True, method=method, chunk_size=chunk_size,
              tile_size=tile_size, mesh=mesh, axis_name=axis_name)
+
+
+def _pair_cost(n, da, db, kernel="linear", method="auto", chunk_size=_hsic.DEFAULT_CHUNK_ROWS,
+               **_):
+  gram = kernel == "rbf" or method == "gram" or (
+      method == "auto" and _hsic.linear_method(n, da, db) == "gram")
+  d = da + db
+  return 4 * n * d + d * d + (6 * n * n if gram else chunk_size * d)
+
+
+_HYPERPARAMETERS = {"kernel": "linear", "sigma": 1.0, "method": "auto",
+                    "chunk_size": _hsic.DEFAULT_CHUNK_ROWS, "tile_size": None,
+                    **_registry.SHARDING_HYPERPARAMETERS}
+_COST = ("linear: O(N (Da+Db)^2) time, O((Da+Db)^2) memory; "
+         "rbf (tiled): O(N^2 (Da+Db)) time, O(tile^2 + N) memory")
+
+_registry.register_metric(_registry.MetricInfo(
+    "cka", cka, {**_HYPERPARAMETERS, "unbiased": False},
+    lambda unbiased=False, **_: (-1.0, 1.0) if unbiased else (0.0, 1.0),
+    True, True, False, _COST, pair_cost=_pair_cost))
+_registry.register_metric(_registry.MetricInfo(
+    "unbiased_cka", unbiased_cka, _HYPERPARAMETERS, _registry.signed_range, True, True, False,
+    _COST, pair_cost=_pair_cost))

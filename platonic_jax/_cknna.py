@@ -22,7 +22,7 @@ from jax.typing import ArrayLike
 from jax.sharding import Mesh
 from jaxtyping import Array, Float, Int
 
-from platonic_jax import _hsic, _knn, _mesh, _validation
+from platonic_jax import _hsic, _knn, _mesh, _registry, _validation
 
 ROW_CHUNK = 1024
 
@@ -195,3 +195,20 @@ def cknna_from_indices(
                     a, b, knn_a, knn_b)
   score = _validation.finite_or_nan(score, a=a, b=b)
   return _validation.indices_or_nan(score, knn_a=knn_a, knn_b=knn_b)
+
+
+def _includes_self(unbiased=True, **_):
+  return not unbiased
+
+
+def _pair_cost(n, da, db, k=10, **_):
+  # one row chunk of k x k compares plus the per-slot terms
+  return 3 * min(ROW_CHUNK, n) * k * k + 24 * n * k
+
+
+_registry.register_metric(_registry.MetricInfo(
+    "cknna", cknna, {**_registry.KNN_HYPERPARAMETERS, "unbiased": True},
+    _registry.signed_range, False, True, True,
+    _registry.KNN_COST + "O(N k^2), O(N k) memory",
+    from_neighbours=cknna_from_neighbours, neighbours_include_self=_includes_self,
+    pair_cost=_pair_cost))

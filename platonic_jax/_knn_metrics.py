@@ -17,7 +17,7 @@ from jax.typing import ArrayLike
 from jax.sharding import Mesh
 from jaxtyping import Array, Float, Int
 
-from platonic_jax import _knn, _mesh, _validation
+from platonic_jax import _knn, _mesh, _registry, _validation
 
 
 _COMPARE_ALL_MAX_K = 64  # below this an all-pairs compare beats sorting (5x at k = 10 on CPU)
@@ -365,3 +365,36 @@ def edit_distance_knn_from_indices(knn_a: Int[ArrayLike, "n k"],
   Cost: O(N k^2) time, O(N k) memory.
   """
   return _from_indices(edit_distance_knn_kernel, knn_a, knn_b)
+
+
+def _index_metric(kernel):
+  """`from_neighbours` of a metric on the two index lists alone."""
+  def from_neighbours(na, nb, **_):
+    return kernel(na.index, nb.index)
+  return from_neighbours
+
+
+def _per_row_cost(per_row):
+  """Pair cost of a neighbour metric: `per_row(k)` temporaries for each of the N rows."""
+  def pair_cost(n, da, db, k=10, **_):
+    return n * per_row(k)
+  return pair_cost
+
+
+def _zero_to_k(k, **_):
+  return (0.0, float(k))
+
+
+for _name, _fn, _kernel, _range, _symmetric, _cost, _per_row in (
+    ("mutual_knn", mutual_knn, mutual_knn_kernel, _registry.unit_range, True, "O(N k log k)",
+     lambda k: 6 * k),
+    ("cycle_knn", cycle_knn, cycle_knn_kernel, _registry.unit_range, False, "O(N k^2)",
+     lambda k: 3 * k * k + k),
+    ("lcs_knn", lcs_knn, lcs_knn_kernel, _zero_to_k, True, "O(N k^2)", lambda k: 8 * k),
+    ("edit_distance_knn", edit_distance_knn, edit_distance_knn_kernel, _registry.unit_range,
+     True, "O(N k^2)", lambda k: 8 * k),
+):
+  _registry.register_metric(_registry.MetricInfo(
+      _name, _fn, _registry.KNN_HYPERPARAMETERS, _range, _symmetric, True, True,
+      _registry.KNN_COST + _cost, from_neighbours=_index_metric(_kernel),
+      rejects_constant=True, pair_cost=_per_row_cost(_per_row)))

@@ -1,4 +1,8 @@
-"""Metric registry: every alignment metric by name, with its metadata."""
+"""Metric registry: every alignment metric by name, with its metadata.
+
+Each metric module registers its own metrics (at its end), so a new metric is
+one module's change; `platonic_jax/__init__.py` imports them all.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import contextlib
 import dataclasses
 from typing import Any, Callable, Iterator, Mapping
 
-from platonic_jax import _cka, _cknna, _hsic, _knn_metrics, _svcca, _validation
+from platonic_jax import _validation
 
 
 def _default_pair_cost(n: int, da: int, db: int, **_) -> int:
@@ -133,87 +137,15 @@ def measure(name: str, a, b, **hyperparameters):
   return info.fn(a, b, **resolve_hyperparameters(info, hyperparameters))
 
 
-def _unit(**_):
+def unit_range(**_) -> tuple[float, float]:
   return (0.0, 1.0)
 
 
-def _signed(**_):
+def signed_range(**_) -> tuple[float, float]:
   return (-1.0, 1.0)
 
 
-def _zero_to_k(k, **_):
-  return (0.0, float(k))
-
-
-def _index_metric(kernel):
-  """`from_neighbours` of a metric on the two index lists alone."""
-  def from_neighbours(na, nb, **_):
-    return kernel(na.index, nb.index)
-  return from_neighbours
-
-
-def _neighbour_pair_cost(per_row: Callable[[int], int]):
-  """Pair cost of a neighbour metric: `per_row(k)` elements for each of the N rows."""
-  def pair_cost(n, da, db, k=10, **_):
-    return n * per_row(k)
-  return pair_cost
-
-
-def _cka_pair_cost(n, da, db, kernel="linear", method="auto", chunk_size=4096, **_):
-  gram = kernel == "rbf" or method == "gram" or (
-      method == "auto" and _hsic.linear_method(n, da, db) == "gram")
-  d = da + db
-  return 4 * n * d + d * d + (6 * n * n if gram else chunk_size * d)
-
-
-def _cknna_includes_self(unbiased=True, **_):
-  return not unbiased
-
-
-_KNN_COST = "two tiled kNN: ~N^2 (Da+Db)/2 MACs, O(N k + tile^2) memory; then "
-_SHARDING = {"mesh": None, "axis_name": None}
-_KNN_HYPER = {"k": 10, "precision": "highest", "tile_size": None, **_SHARDING}
-_CKA_HYPER = {"kernel": "linear", "sigma": 1.0, "method": "auto",
-              "chunk_size": _hsic.DEFAULT_CHUNK_ROWS, "tile_size": None, **_SHARDING}
-_CKA_COST = ("linear: O(N (Da+Db)^2) time, O((Da+Db)^2) memory; "
-             "rbf (tiled): O(N^2 (Da+Db)) time, O(tile^2 + N) memory")
-
-for _info in (
-    MetricInfo("mutual_knn", _knn_metrics.mutual_knn, _KNN_HYPER, _unit, True, True, True,
-               _KNN_COST + "O(N k log k)",
-               from_neighbours=_index_metric(_knn_metrics.mutual_knn_kernel),
-               rejects_constant=True, pair_cost=_neighbour_pair_cost(lambda k: 6 * k)),
-    MetricInfo("cycle_knn", _knn_metrics.cycle_knn, _KNN_HYPER, _unit, False, True, True,
-               _KNN_COST + "O(N k^2)",
-               from_neighbours=_index_metric(_knn_metrics.cycle_knn_kernel),
-               rejects_constant=True, pair_cost=_neighbour_pair_cost(lambda k: 3 * k * k + k)),
-    MetricInfo("lcs_knn", _knn_metrics.lcs_knn, _KNN_HYPER, _zero_to_k, True, True, True,
-               _KNN_COST + "O(N k^2)",
-               from_neighbours=_index_metric(_knn_metrics.lcs_knn_kernel),
-               rejects_constant=True, pair_cost=_neighbour_pair_cost(lambda k: 8 * k)),
-    MetricInfo("edit_distance_knn", _knn_metrics.edit_distance_knn, _KNN_HYPER, _unit, True,
-               True, True, _KNN_COST + "O(N k^2)",
-               from_neighbours=_index_metric(_knn_metrics.edit_distance_knn_kernel),
-               rejects_constant=True, pair_cost=_neighbour_pair_cost(lambda k: 8 * k)),
-    MetricInfo("cka", _cka.cka, {**_CKA_HYPER, "unbiased": False},
-               lambda unbiased=False, **_: (-1.0, 1.0) if unbiased else (0.0, 1.0),
-               True, True, False, _CKA_COST, pair_cost=_cka_pair_cost),
-    MetricInfo("unbiased_cka", _cka.unbiased_cka, _CKA_HYPER,
-               _signed, True, True, False, _CKA_COST, pair_cost=_cka_pair_cost),
-    MetricInfo("cknna", _cknna.cknna,
-               {"k": 10, "unbiased": True, "precision": "highest", "tile_size": None,
-                **_SHARDING},
-               _signed, False, True, True, _KNN_COST + "O(N k^2), O(N k) memory",
-               from_neighbours=_cknna.cknna_from_neighbours,
-               neighbours_include_self=_cknna_includes_self,
-               # one row chunk of k x k compares plus the per-slot terms
-               pair_cost=lambda n, da, db, k=10, **_: (
-                   3 * min(_cknna.ROW_CHUNK, n) * k * k + 24 * n * k)),
-    MetricInfo("svcca", _svcca.svcca,
-               {"cca_dim": 10, "method": "auto", "chunk_size": _hsic.DEFAULT_CHUNK_ROWS,
-                **_SHARDING},
-               _unit, True, True, False,
-               "features: O(N (Da+Db)^2 + D^3) time, O((Da+Db)^2) memory; "
-               "svd: O(N D min(N, D)), O(N D)"),
-):
-  register_metric(_info)
+SHARDING_HYPERPARAMETERS = {"mesh": None, "axis_name": None}
+KNN_HYPERPARAMETERS = {"k": 10, "precision": "highest", "tile_size": None,
+                       **SHARDING_HYPERPARAMETERS}
+KNN_COST = "two tiled kNN: ~N^2 (Da+Db)/2 MACs, O(N k + tile^2) memory; then "

@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float
 
-from platonic_jax import _hsic, _mesh, _validation
+from platonic_jax import _hsic, _mesh, _registry, _validation
 
 METHODS = ("auto", "features", "svd")
 
@@ -164,3 +164,11 @@ def svcca(
   """
   return jnp.mean(svcca_correlations(a, b, cca_dim, method=method, chunk_size=chunk_size,
                                      mesh=mesh, axis_name=axis_name))
+
+
+_registry.register_metric(_registry.MetricInfo(
+    "svcca", svcca,
+    {"cca_dim": 10, "method": "auto", "chunk_size": _hsic.DEFAULT_CHUNK_ROWS,
+     **_registry.SHARDING_HYPERPARAMETERS},
+    _registry.unit_range, True, True, False,
+    "features: O(N (Da+Db)^2 + D^3) time, O((Da+Db)^2) memory; svd: O(N D min(N, D)), O(N D)"))
