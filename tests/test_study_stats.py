@@ -125,7 +125,7 @@ def test_bootstrap_interval_covers_a_known_population_value():
 def test_layer_search_null_is_the_max_over_permuted_grids(rng):
   a, b = _related(rng)
   c = rng.normal(size=(N, 8)).astype(np.float32)
-  a_layers, b_layers = [a, a[:, :4]], np.stack([c, b, b + c])
+  a_layers, b_layers = [a[:, :8], a[:, 2:]], np.stack([c, b, b + c])
   perms = study.permutations(N, 5, seed=9)
   result = study.layer_search_null("mutual_knn", a_layers, b_layers, indices=perms, k=5,
                                    fixed_pair=(0, -1))
@@ -154,7 +154,8 @@ def test_layer_search_null_of_a_feature_space_metric(rng):
 @pytest.mark.parametrize("metric", ["mutual_knn", "cka"])
 def test_zoo_search_nulls_equal_the_pairwise_null(rng, metric):
   a, b = _related(rng)
-  models = [[a, a[:, :5]], np.stack([b, b[::-1]]), [rng.normal(size=(N, 3)).astype(np.float32)]]
+  c = rng.normal(size=(N, 8)).astype(np.float32)
+  models = [np.stack([b, c]), np.stack([c + b, b]), [b[:, ::-1], c]]
   perms = study.permutations(N, 4, seed=3)
   results = dict(study.iter_zoo_search_nulls(metric, models, indices=perms,
                                              fixed_layers=[0, -1, 0], **_k(metric)))

@@ -443,14 +443,17 @@ def _permute_model(model, p):
   return model[:, p]
 
 
-def _search_null_from_caches(cache_a, cache_b, perms, plan, fixed: tuple[int, int]):
-  """(grid [La, Lb], null maxima [P], fixed-pair null [P]) from per-layer `Neighbours`."""
+def _search_null_from_caches(cache_a, cache_b, perms, fixed, plan):
+  """(grid [La, Lb], null maxima [P], fixed-pair null [P]) from per-layer `Neighbours`.
+
+  `fixed` is an int `[2]` array (traced: one compilation serves every pair).
+  """
   def grid_of(cache):
     return _layers._cached_grids([cache_a, cache], [(0, 1)], plan)[0, 1]
 
   def one(p):
     grid = grid_of(_permute_neighbours(cache_b, p))
-    return grid.max(), grid[fixed]
+    return grid.max(), grid[fixed[0], fixed[1]]
 
   # Each grid batches its own layer pairs within the working-set budget, so
   # permutations go one after another.
@@ -458,20 +461,20 @@ def _search_null_from_caches(cache_a, cache_b, perms, plan, fixed: tuple[int, in
   return grid_of(cache_b), null_max, null_fixed
 
 
-_search_null_from_caches_jit = jax.jit(_search_null_from_caches, static_argnames=("plan", "fixed"))
+_search_null_from_caches_jit = jax.jit(_search_null_from_caches, static_argnames=("plan",))
 _model_cache_jit = jax.jit(_layers._model_cache, static_argnames=("plan",))
 
 
-@functools.partial(jax.jit, static_argnames=("plan", "fixed"))
-def _layer_search_null(a, b, perms, plan, fixed: tuple[int, int]):
-  """(observed grid [La, Lb], null maxima [P], fixed-pair null [P])."""
+@functools.partial(jax.jit, static_argnames=("plan",))
+def _layer_search_null(a, b, perms, fixed, plan):
+  """(observed grid [La, Lb], null maxima [P], fixed-pair null [P]); `fixed` int `[2]`."""
   if plan.neighbours:
     return _search_null_from_caches(_layers._model_cache(a, plan), _layers._model_cache(b, plan),
-                                    perms, plan, fixed)
+                                    perms, fixed, plan)
 
   def one(p):
     grid = _layers._generic_grid(plan, a, _permute_model(b, p))
-    return grid.max(), grid[fixed]
+    return grid.max(), grid[fixed[0], fixed[1]]
 
   null_max, null_fixed = lax.map(one, perms)
   return _layers._generic_grid(plan, a, b), null_max, null_fixed
@@ -543,7 +546,8 @@ def layer_search_null(
     perms = permutations(n, _validation.positive_int(num_permutations, "num_permutations"), seed)
   else:
     perms = _check_indices(indices, n, "permutation")
-  return _search_result(*_layer_search_null(a, b, jnp.asarray(perms), plan, fixed), fixed)
+  return _search_result(*_layer_search_null(a, b, jnp.asarray(perms), jnp.asarray(fixed), plan),
+                        fixed)
 
 
 def iter_zoo_search_nulls(
@@ -613,9 +617,9 @@ def iter_zoo_search_nulls(
       for m in (i, j):
         if m not in caches:
           caches[m] = _model_cache_jit(checked[m], plan)
-      result = _search_null_from_caches_jit(caches[i], caches[j], perms, plan, fixed)
+      result = _search_null_from_caches_jit(caches[i], caches[j], perms, jnp.asarray(fixed), plan)
     else:
-      result = _layer_search_null(checked[i], checked[j], perms, plan, fixed)
+      result = _layer_search_null(checked[i], checked[j], perms, jnp.asarray(fixed), plan)
     yield (i, j), _search_result(*result, fixed)
 
 
