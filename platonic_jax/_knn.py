@@ -105,6 +105,28 @@ def select_top_k(values: Float[Array, "r c"], index: Int[Array, "r c"], k: int):
   return lax.fori_loop(0, k, extract, init)[2:]
 
 
+def select_top_k_by_position(values: Float[Array, "r c"], k: int):
+  """`select_top_k` with each candidate's index its column: no index array to carry.
+
+  k extractions of three passes each (max, first column at the max, removal), O(r c k);
+  a lexicographic sort for k > 16.
+  """
+  column = lax.broadcasted_iota(jnp.int32, values.shape, 1)
+  if k > _EXTRACTION_MAX_K:
+    return select_top_k(values, column, k)
+  rows = values.shape[0]
+
+  def extract(j, carry):
+    values, best_values, best_index = carry
+    top = values.max(axis=1, keepdims=True)
+    chosen = jnp.min(jnp.where(values == top, column, _NO_INDEX), axis=1, keepdims=True)
+    return (jnp.where(column == chosen, _NEG_INF, values),
+            best_values.at[:, j].set(top[:, 0]), best_index.at[:, j].set(chosen[:, 0]))
+
+  init = (values, jnp.zeros((rows, k), values.dtype), jnp.zeros((rows, k), jnp.int32))
+  return lax.fori_loop(0, k, extract, init)[1:]
+
+
 def merge(run_values, run_index, new_values, new_index, k: int):
   """Merges two top-k lists (any index order) into the top k by (value desc, index asc)."""
   return select_top_k(jnp.concatenate([run_values, new_values], axis=-1),
@@ -149,8 +171,7 @@ def fold_groups(lists, maxima: Float[Array, "r G"], members_of, first_group, k: 
   selection (`lax.approx_max_k` with `approx_recall`) plus O(r k g).
   """
   if approx_recall is None:
-    local = jnp.broadcast_to(jnp.arange(maxima.shape[1], dtype=jnp.int32), maxima.shape)
-    top, chosen = select_top_k(maxima, local, k)
+    top, chosen = select_top_k_by_position(maxima, k)
   else:
     top, chosen = lax.approx_max_k(maxima, k, recall_target=approx_recall)
     chosen = chosen.astype(jnp.int32)
