@@ -1,5 +1,6 @@
 """`measure_feature_sets` and `scripts/measure_alignment.py` end to end on tiny arrays."""
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -106,10 +107,19 @@ def test_script_end_to_end_resumes_and_reports(feature_dir, records, tmp_path):
   assert "measuring mutual_knn" not in again.stdout
   assert again.stdout.count("measuring unbiased_cka") == 1
   assert len(bench.load_records(out / "records.jsonl")) == 2
-  # Changed features under the same name are measured again, not read back.
-  np.save(inputs / "alpha.npy", 2.0 * np.load(inputs / "alpha.npy") + 1.0)
-  changed = _script(*flags, "--metrics=unbiased_cka")
-  assert changed.stdout.count("measuring unbiased_cka") == 1
+
+
+def test_resume_skips_recorded_pairs_but_not_changed_features(feature_dir, tmp_path):
+  sets = study.load_feature_sets([feature_dir])
+  path, seen = tmp_path / "records.jsonl", []
+  settings = {"num_permutations": 3, "num_resamples": 3, "records_path": path,
+              "progress": seen.append}
+  first = study.measure_feature_sets(sets, ["cka"], **settings)
+  assert study.measure_feature_sets(sets, ["cka"], **settings) == first and len(seen) == 1
+  changed = [dataclasses.replace(sets[0], layers=[2.0 * x + 1.0 for x in sets[0].layers]),
+             sets[1]]
+  study.measure_feature_sets(changed, ["cka"], **settings)
+  assert len(seen) == 2 and len(bench.load_records(path)) == 2
 
 
 def test_help_and_one_line_errors(feature_dir, tmp_path):
