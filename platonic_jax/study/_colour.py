@@ -255,6 +255,8 @@ def colour_experiment(
   unknown = [m for m in metrics if m not in pj.metric_names()]
   if unknown or not metrics:
     raise ValueError(f"metrics must be registered metric names, got {list(metrics)}")
+  if not isinstance(k, (int, np.integer)) or k < 1:
+    raise ValueError(f"k must be a positive int, got {k!r}")
   names, rgb = xkcd_colours()
   if num_colours is not None:
     if not 2 * k + 2 <= num_colours <= len(names):
