@@ -194,3 +194,13 @@ def test_missing_transformers_names_the_extra(monkeypatch):
   monkeypatch.setitem(sys.modules, "transformers", None)
   with pytest.raises(ImportError, match=r"platonic_jax\[hf\]"):
     _hf.load_hf_model("anything")
+
+
+def test_flax_safetensors_checkpoint(saved, tmp_path):
+  cls, config = _tiny_models()["gpt2"]
+  model = cls(config, _do_init=False)
+  model.save_pretrained(tmp_path, params=saved["gpt2_params"], safe_serialization=True)
+  assert not (tmp_path / "flax_model.msgpack").exists()
+  loaded = _hf.load_hf_model(tmp_path)       # Flax-layout safetensors: no PyTorch conversion
+  for (_, x), (_, y) in zip(_leaves(loaded.params), _leaves(saved["gpt2_params"])):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

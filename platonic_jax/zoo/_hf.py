@@ -46,6 +46,7 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import safetensors
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float, Int
 
@@ -149,7 +150,14 @@ def _check_supported(config, model_type: str, source: str) -> None:
 
 
 def _has_flax_weights(path: pathlib.Path) -> bool:
-  return (path / "flax_model.msgpack").is_file() or (path / "flax_model.msgpack.index.json").is_file()
+  """Flax msgpack weights, or a safetensors file that Flax `save_pretrained` wrote."""
+  if (path / "flax_model.msgpack").is_file() or (path / "flax_model.msgpack.index.json").is_file():
+    return True
+  safetensors_file = path / "model.safetensors"
+  if not safetensors_file.is_file():
+    return False
+  with safetensors.safe_open(str(safetensors_file), framework="numpy") as f:
+    return (f.metadata() or {}).get("format") == "flax"
 
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
