@@ -288,11 +288,13 @@ def self_knn_dense(x: jax.Array, k: int, precision: str = "highest"):
 
 
 def self_tile_size(n: int, tile_size: int | None) -> int:
-  """Rows per tile of the single-device pass: the default, or half of a small N (so
-  that even N <= one tile uses the symmetry: 3 of 4 half-tiles)."""
+  """Rows per tile of the single-device pass: `tile_size`, or the default capped so that
+  a small N still spans several tiles (the symmetry saves (T-1)/(2T) of the GEMM work:
+  nothing for one tile) without tiles under 512 rows (slow GEMMs), except that N <= 1024
+  always gets two."""
   if tile_size:
     return tile_size
-  return min(_tiles.default_tile_size(), max(_tiles.ALIGNMENT, -(-n // 2)))
+  return min(_tiles.default_tile_size(), max(min(512, -(-n // 2)), -(-n // 4)))
 
 
 def _as_tiles(lists, num_tiles: int):
