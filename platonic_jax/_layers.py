@@ -31,6 +31,10 @@ from jaxtyping import Array, Float, Int
 
 from platonic_jax import _knn, _mesh, _registry, _tiles, _validation
 
+# Names without a leading underscore (`Plan`, `make_plan`, `model_cache`,
+# `cached_grids`, `generic_grid`, `pair_kernel`, `batched_map`, `num_layers`)
+# are the package's internal API: the study's nulls map them over permutations.
+
 
 def _working_set_budget(what: str = "pairs") -> int:
   """Elements (~4 bytes each) of temporaries one batch of mapped work may hold.
@@ -77,7 +81,7 @@ class ZooAlignment(NamedTuple):
 # --------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
-class _Plan:
+class Plan:
   """How a grid evaluates one metric (hashable: a static jit argument).
 
   Attributes:
@@ -118,7 +122,7 @@ class _Plan:
 _UNSUPPORTED = ("mesh", "axis_name")  # sharded metrics inside a vmap over layer pairs
 
 
-def _plan(metric: str, hyperparameters, models, names, n: int) -> _Plan:
+def make_plan(metric: str, hyperparameters, models, names, n: int) -> Plan:
   """Checks the metric's hyper-parameters before any tracing and picks the evaluation."""
   info = _registry.get_metric(metric)
   kwargs = {**info.hyperparameters, **_registry.resolve_hyperparameters(info, hyperparameters)}
@@ -142,14 +146,14 @@ def _plan(metric: str, hyperparameters, models, names, n: int) -> _Plan:
     if info.rejects_constant:
       for model, name in zip(models, names):
         _validation.reject_constant_layers(model, name)
-  return _Plan(metric, tuple(sorted(kwargs.items())), neighbours)
+  return Plan(metric, tuple(sorted(kwargs.items())), neighbours)
 
 
 # --------------------------------------------------------------------------
 # Traced building blocks
 # --------------------------------------------------------------------------
 
-def _batched_map(f, xs, count: int, per_item_elements: int, what: str = "pairs"):
+def batched_map(f, xs, count: int, per_item_elements: int, what: str = "pairs"):
   """`vmap(f)(xs)` in batches whose temporaries fit the working-set budget."""
   budget = _working_set_budget(what)
   batch = max(1, min(count, budget // max(int(per_item_elements), 1)))
@@ -159,7 +163,7 @@ def _batched_map(f, xs, count: int, per_item_elements: int, what: str = "pairs")
   return lax.map(f, xs, batch_size=batch)
 
 
-def _num_layers(model) -> int:
+def num_layers(model) -> int:
   return len(model) if isinstance(model, tuple) else model.shape[0]
 
 
@@ -181,7 +185,7 @@ def _in_layer_order(groups, parts):
   return jax.tree.map(lambda *xs: jnp.concatenate(xs)[order], *parts)
 
 
-def _model_cache(model, plan: _Plan):
+def model_cache(model, plan: Plan):
   """Per-layer `Neighbours` of a model, stacked `[L, ...]`; each layer's kNN computed once.
 
   Layers of one width group are vmapped, in batches sized so that the
@@ -193,14 +197,14 @@ def _model_cache(model, plan: _Plan):
   for _, x in groups:
     _, n, d = x.shape
     tile, _ = _tiles.tile_layout(n, tile_size, min_rows=k + 1)
-    parts.append(_batched_map(
+    parts.append(batched_map(
         lambda layer: _knn.neighbours(layer, k, precision, tile_size,
                                       include_self=plan.include_self),
         x, x.shape[0], 4 * tile * tile + n * (d + 4 * k), "knn"))
   return _in_layer_order(groups, parts)
 
 
-def _pair_kernel(plan: _Plan):
+def pair_kernel(plan: Plan):
   """(score of one layer pair from two layer caches, working-set elements of one pair).
 
   A pair with a non-finite layer scores NaN, whatever the metric makes of it.
@@ -214,13 +218,13 @@ def _pair_kernel(plan: _Plan):
   return pair, lambda n: info.pair_cost(n, 0, 0, **plan.kwargs)
 
 
-def _cached_grids(caches, model_pairs, plan: _Plan):
+def cached_grids(caches, model_pairs, plan: Plan):
   """Layer grids `{(m1, m2): [L_m1, L_m2]}` from per-model caches, as ONE batched map.
 
   Every layer pair of every requested model pair is a row of one flat list of
   (global layer, global layer) indices into the concatenated caches.
   """
-  pair_fn, cost = _pair_kernel(plan)
+  pair_fn, cost = pair_kernel(plan)
   counts = [jax.tree.leaves(c)[0].shape[0] for c in caches]
   offsets = np.concatenate([[0], np.cumsum(counts)])
   rows = np.concatenate([np.repeat(np.arange(counts[i]), counts[j]) + offsets[i]
@@ -235,7 +239,7 @@ def _cached_grids(caches, model_pairs, plan: _Plan):
       return jax.tree.map(lambda leaf: leaf[t], every)
     return pair_fn(layer(ij[0]), layer(ij[1])).astype(jnp.float32)
 
-  values = _batched_map(one_pair, (jnp.asarray(rows), jnp.asarray(cols)), rows.size, cost(n))
+  values = batched_map(one_pair, (jnp.asarray(rows), jnp.asarray(cols)), rows.size, cost(n))
   grids, start = {}, 0
   for i, j in model_pairs:
     size = counts[i] * counts[j]
@@ -244,14 +248,14 @@ def _cached_grids(caches, model_pairs, plan: _Plan):
   return grids
 
 
-def _generic_grid(plan: _Plan, a, b):
+def generic_grid(plan: Plan, a, b):
   """Grid of a metric evaluated on features, `fn(a_layer, b_layer, **kwargs)` per layer pair.
 
   Each (width group of a, width group of b) block is one batched map.
   """
   info, kwargs = plan.info, plan.kwargs
   a_groups, b_groups = _groups(a), _groups(b)
-  scores = jnp.zeros((_num_layers(a), _num_layers(b)), jnp.float32)
+  scores = jnp.zeros((num_layers(a), num_layers(b)), jnp.float32)
   for ids_a, xa in a_groups:
     for ids_b, xb in b_groups:
       ii, jj = np.meshgrid(np.arange(len(ids_a)), np.arange(len(ids_b)), indexing="ij")
@@ -260,7 +264,7 @@ def _generic_grid(plan: _Plan, a, b):
         return info.fn(xa[ij[0]], xb[ij[1]], **kwargs).astype(jnp.float32)
 
       cost = info.pair_cost(xa.shape[1], xa.shape[2], xb.shape[2], **kwargs)
-      values = _batched_map(one_pair, (jnp.asarray(ii.ravel()), jnp.asarray(jj.ravel())),
+      values = batched_map(one_pair, (jnp.asarray(ii.ravel()), jnp.asarray(jj.ravel())),
                             ii.size, cost)
       block = values.reshape(len(ids_a), len(ids_b))
       if len(a_groups) == 1 and len(b_groups) == 1:
@@ -278,12 +282,12 @@ def _best(scores):
 
 
 @functools.partial(jax.jit, static_argnames=("plan",))
-def _layer_grid(a, b, plan: _Plan):
+def _layer_grid(a, b, plan: Plan):
   if plan.neighbours:
-    caches = [_model_cache(x, plan) for x in (a, b)]
-    scores = _cached_grids(caches, [(0, 1)], plan)[0, 1]
+    caches = [model_cache(x, plan) for x in (a, b)]
+    scores = cached_grids(caches, [(0, 1)], plan)[0, 1]
   else:
-    scores = _generic_grid(plan, a, b)
+    scores = generic_grid(plan, a, b)
   return LayerGrid(scores, *_best(scores))
 
 
@@ -334,7 +338,7 @@ def layer_grid(
   Other metrics cost La Lb times the metric.
   """
   (a, b), n = _validation.layer_stacks([a_layers, b_layers], ["a_layers", "b_layers"])
-  plan = _plan(metric, hyperparameters, [a, b], ["a_layers", "b_layers"], n)
+  plan = make_plan(metric, hyperparameters, [a, b], ["a_layers", "b_layers"], n)
   place = _mesh.placement(jax.tree.leaves((a, b)), shard=False)
   return place.run(lambda _, a, b: _layer_grid(a, b, plan), a, b)
 
@@ -343,7 +347,7 @@ def layer_grid(
 # Model zoos
 # --------------------------------------------------------------------------
 
-_model_cache_jit = jax.jit(_model_cache, static_argnames=("plan",))
+_model_cache_jit = jax.jit(model_cache, static_argnames=("plan",))
 
 
 def _model_pairs(m: int, symmetric: bool) -> list[tuple[int, int]]:
@@ -351,8 +355,8 @@ def _model_pairs(m: int, symmetric: bool) -> list[tuple[int, int]]:
 
 
 @functools.partial(jax.jit, static_argnames=("plan", "symmetric"))
-def _zoo_from_caches(caches, plan: _Plan, symmetric: bool):
-  grids = _cached_grids(caches, _model_pairs(len(caches), symmetric), plan)
+def _zoo_from_caches(caches, plan: Plan, symmetric: bool):
+  grids = cached_grids(caches, _model_pairs(len(caches), symmetric), plan)
   return _assemble(grids, len(caches), symmetric)
 
 
@@ -432,7 +436,7 @@ def zoo_alignment(
     raise ValueError("`models` is empty; need at least one model.")
   names = [f"models[{m}]" for m in range(len(models))]
   checked, n = _validation.layer_stacks(models, names)
-  plan = _plan(metric, hyperparameters, checked, names, n)
+  plan = make_plan(metric, hyperparameters, checked, names, n)
   symmetric = plan.info.symmetric
   place = _mesh.placement(jax.tree.leaves(checked), shard=False)
 

@@ -211,7 +211,7 @@ def _plan(metric: str, a, b, hyperparameters):
     raise ValueError(f"`metric` must be a registered metric name (str), got {metric!r}.")
   info = _registry.get_metric(metric)
   a, b = _validation.feature_pair(a, b)
-  plan = _layers._plan(metric, hyperparameters, [a[None], b[None]], ["a", "b"], a.shape[0])
+  plan = _layers.make_plan(metric, hyperparameters, [a[None], b[None]], ["a", "b"], a.shape[0])
   return a, b, plan, info
 
 
@@ -257,14 +257,14 @@ def _permutation_null(a, b, perms, plan):
   if not plan.neighbours:
     fn, kwargs = plan.info.fn, plan.kwargs
     observed = fn(a, b, **kwargs).astype(jnp.float32)
-    null = _layers._batched_map(lambda p: fn(a, b[p], **kwargs).astype(jnp.float32), perms,
+    null = _layers.batched_map(lambda p: fn(a, b[p], **kwargs).astype(jnp.float32), perms,
                                 perms.shape[0],
                                 plan.info.pair_cost(n, a.shape[1], b.shape[1], **kwargs))
     return observed, null
   na, nb = _neighbours(a, plan), _neighbours(b, plan)
-  pair_fn, cost = _layers._pair_kernel(plan)
+  pair_fn, cost = _layers.pair_kernel(plan)
   observed = pair_fn(na, nb)
-  null = _layers._batched_map(lambda p: pair_fn(na, _permute_neighbours(nb, p)), perms,
+  null = _layers.batched_map(lambda p: pair_fn(na, _permute_neighbours(nb, p)), perms,
                               perms.shape[0], cost(n) + 6 * n * plan.knn_args[0])
   return observed, null
 
@@ -276,13 +276,13 @@ def _bootstrap_samples(a, b, draws, plan):
   if not plan.neighbours:
     fn, kwargs = plan.info.fn, plan.kwargs
     observed = fn(a, b, **kwargs).astype(jnp.float32)
-    return observed, _layers._batched_map(
+    return observed, _layers.batched_map(
         lambda r: fn(a[r], b[r], **kwargs).astype(jnp.float32), draws, draws.shape[0],
         plan.info.pair_cost(m, a.shape[1], b.shape[1], **kwargs))
-  pair_fn, cost = _layers._pair_kernel(plan)
+  pair_fn, cost = _layers.pair_kernel(plan)
   observed = pair_fn(_neighbours(a, plan), _neighbours(b, plan))
   per_item = _knn_cost(plan, m, a.shape[1]) + _knn_cost(plan, m, b.shape[1]) + cost(m)
-  return observed, _layers._batched_map(
+  return observed, _layers.batched_map(
       lambda r: pair_fn(_neighbours(a[r], plan), _neighbours(b[r], plan)), draws,
       draws.shape[0], per_item)
 
@@ -449,7 +449,7 @@ def _search_null_from_caches(cache_a, cache_b, perms, fixed, plan):
   `fixed` is an int `[2]` array (traced: one compilation serves every pair).
   """
   def grid_of(cache):
-    return _layers._cached_grids([cache_a, cache], [(0, 1)], plan)[0, 1]
+    return _layers.cached_grids([cache_a, cache], [(0, 1)], plan)[0, 1]
 
   def one(p):
     grid = grid_of(_permute_neighbours(cache_b, p))
@@ -462,22 +462,22 @@ def _search_null_from_caches(cache_a, cache_b, perms, fixed, plan):
 
 
 _search_null_from_caches_jit = jax.jit(_search_null_from_caches, static_argnames=("plan",))
-_model_cache_jit = jax.jit(_layers._model_cache, static_argnames=("plan",))
+_model_cache_jit = jax.jit(_layers.model_cache, static_argnames=("plan",))
 
 
 @functools.partial(jax.jit, static_argnames=("plan",))
 def _layer_search_null(a, b, perms, fixed, plan):
   """(observed grid [La, Lb], null maxima [P], fixed-pair null [P]); `fixed` int `[2]`."""
   if plan.neighbours:
-    return _search_null_from_caches(_layers._model_cache(a, plan), _layers._model_cache(b, plan),
+    return _search_null_from_caches(_layers.model_cache(a, plan), _layers.model_cache(b, plan),
                                     perms, fixed, plan)
 
   def one(p):
-    grid = _layers._generic_grid(plan, a, _permute_model(b, p))
+    grid = _layers.generic_grid(plan, a, _permute_model(b, p))
     return grid.max(), grid[fixed[0], fixed[1]]
 
   null_max, null_fixed = lax.map(one, perms)
-  return _layers._generic_grid(plan, a, b), null_max, null_fixed
+  return _layers.generic_grid(plan, a, b), null_max, null_fixed
 
 
 def _search_result(grid, null_max, null_fixed, fixed: tuple[int, int]) -> LayerSearchNull:
@@ -539,8 +539,8 @@ def layer_search_null(
   of O(N k^2). Others: (P + 1) La Lb metric evaluations.
   """
   (a, b), n = _validation.layer_stacks([a_layers, b_layers], ["a_layers", "b_layers"])
-  plan = _layers._plan(metric, hyperparameters, [a, b], ["a_layers", "b_layers"], n)
-  la, lb = _layers._num_layers(a), _layers._num_layers(b)
+  plan = _layers.make_plan(metric, hyperparameters, [a, b], ["a_layers", "b_layers"], n)
+  la, lb = _layers.num_layers(a), _layers.num_layers(b)
   fixed = _fixed_pair(fixed_pair, la, lb)
   if indices is None:
     perms = permutations(n, _validation.positive_int(num_permutations, "num_permutations"), seed)
@@ -590,8 +590,8 @@ def iter_zoo_search_nulls(
     raise ValueError("`models` must be a non-empty sequence of models.")
   names = [f"models[{m}]" for m in range(len(models))]
   checked, n = _validation.layer_stacks(list(models), names)
-  plan = _layers._plan(metric, hyperparameters, checked, names, n)
-  counts = [_layers._num_layers(m) for m in checked]
+  plan = _layers.make_plan(metric, hyperparameters, checked, names, n)
+  counts = [_layers.num_layers(m) for m in checked]
   if pairs is None:
     symmetric = plan.info.symmetric
     pairs = [(i, j) for i in range(len(checked)) for j in range(len(checked))
