@@ -204,7 +204,7 @@ def masked_tile(q, db, row0, col0, n_valid: int, precision: str):
 
 
 def fold_tile(row_lists, col_lists, s, row0, col0, g: int, k: int, approx_recall, *,
-              columns=True):
+              columns: bool = True):
   """Folds the tile `s` [r, c] into its rows' lists and (where `columns`) its columns' lists.
 
   `row0`, `col0`: global indices of the tile's first row and column (multiples of g).
@@ -218,10 +218,8 @@ def fold_tile(row_lists, col_lists, s, row0, col0, g: int, k: int, approx_recall
     members = lambda chosen: by_columns[chosen, :, jnp.arange(c)[:, None]]
     return fold_groups(lists, by_columns.max(axis=1).T, members, row0 // g, k, approx_recall)
 
-  if columns is True:
+  if columns:
     col_lists = column_side(col_lists)
-  elif columns is not False:  # traced: the diagonal tile of a symmetric pass has no column side
-    col_lists = lax.cond(columns, column_side, lambda lists: lists, col_lists)
   members = lambda chosen: jnp.take_along_axis(by_rows, chosen[:, :, None], axis=1)
   row_lists = fold_groups(row_lists, by_rows.max(axis=2), members, col0 // g, k, approx_recall)
   return row_lists, col_lists
@@ -235,22 +233,50 @@ def _set_block(lists, i, new):
   return tuple(lax.dynamic_update_index_in_dim(a, b, i, 0) for a, b in zip(lists, new))
 
 
+_MIN_SPLIT_ROWS = 1024  # diagonal tiles split down to this (smaller GEMMs run slowly on CPU)
+
+
 def symmetric_pass(lists, blocks, offset, n_valid: int, k: int, precision: str, approx_recall):
   """Folds every pair of row tiles of one block (`blocks` [T, tile, D], global rows from
   `offset`) into its group lists `[T, tile, ...]`, each unordered pair computed once:
-  tile (i, j), i < j, serves tile i through its rows and tile j through its columns."""
-  tile = blocks.shape[1]
-  g = lists[2].shape[-1]
-  rows_of_pairs, cols_of_pairs = _tiles.upper_tile_pairs(blocks.shape[0])
+  tile (i, j), i < j, serves tile i through its rows and tile j through its columns.
 
-  def step(lists, pair):
+  A diagonal tile (i, i) is symmetric too: while its halves keep `_MIN_SPLIT_ROWS`
+  rows (and k groups), it is computed as a symmetric pass over two half tiles,
+  3/4 of its GEMM work.
+  """
+  num, tile, d = blocks.shape
+  g = lists[2].shape[-1]
+  rows_of_pairs, cols_of_pairs = _tiles.upper_tile_pairs(num)
+  off_diagonal = rows_of_pairs != cols_of_pairs
+
+  def pair_step(lists, pair):
     i, j = pair
     s = masked_tile(blocks[i], blocks[j], offset + i * tile, offset + j * tile, n_valid, precision)
     rows, cols = fold_tile(_block(lists, i), _block(lists, j), s, offset + i * tile,
-                           offset + j * tile, g, k, approx_recall, columns=i != j)
+                           offset + j * tile, g, k, approx_recall)
     return _set_block(_set_block(lists, j, cols), i, rows), None
 
-  lists, _ = lax.scan(step, lists, (jnp.asarray(rows_of_pairs), jnp.asarray(cols_of_pairs)))
+  if off_diagonal.any():
+    lists, _ = lax.scan(pair_step, lists, (jnp.asarray(rows_of_pairs[off_diagonal]),
+                                           jnp.asarray(cols_of_pairs[off_diagonal])))
+  half = tile // 2
+
+  if half >= _MIN_SPLIT_ROWS and half % g == 0 and half // g >= k:
+    def diagonal_step(lists, i):
+      halves = tuple(a.reshape((2, half) + a.shape[1:]) for a in _block(lists, i))
+      halves = symmetric_pass(halves, blocks[i].reshape(2, half, d), offset + i * tile, n_valid,
+                              k, precision, approx_recall)
+      return _set_block(lists, i, _as_rows(halves)), None
+  else:
+    def diagonal_step(lists, i):
+      row0 = offset + i * tile
+      s = masked_tile(blocks[i], blocks[i], row0, row0, n_valid, precision)
+      rows, _ = fold_tile(_block(lists, i), None, s, row0, row0, g, k, approx_recall,
+                          columns=False)
+      return _set_block(lists, i, rows), None
+
+  lists, _ = lax.scan(diagonal_step, lists, jnp.arange(num))
   return lists
 
 
