@@ -44,6 +44,17 @@ from platonic_jax.study._report import plot_heatmap
 from platonic_jax.study._report import rank_correlation
 from platonic_jax.study._report import write_zoo_report
 from platonic_jax.study._report import zoo_markdown
+from platonic_jax.study._suite import Comparison
+from platonic_jax.study._suite import SuiteConfig
+from platonic_jax.study._suite import SuiteResult
+from platonic_jax.study._suite import latent_name
+from platonic_jax.study._suite import load_suite_features
+from platonic_jax.study._suite import member_set_name
+from platonic_jax.study._suite import padded_sets
+from platonic_jax.study._suite import plan_comparisons
+from platonic_jax.study._suite import raw_name
+from platonic_jax.study._suite import run_suite
+from platonic_jax.study._suite_report import write_suite_report
 # -- colour experiment --
 from platonic_jax.study._colour import COLOUR_METRICS
 from platonic_jax.study._colour import ColourExperiment

@@ -23,14 +23,14 @@ pair, settings and feature values), and the report is re-rendered from the
 records. A run killed at any point loses only the measurement in flight.
 
 Alignment is measured within *comparisons* (groups of feature sets, every
-pair within a group), chosen so that each question needs few pairs: per
-dataset, every member's last checkpoint with the baselines (raw inputs, the
-latent, random inits of one mid-sized member per family); and per earlier
-checkpoint, the base-size members at that checkpoint with the latent (the
-training-length question). Within one dataset, member layers are zero-padded
-to one width after the reference's preparation: inner products, hence every
-kNN and linear-kernel score, are unchanged, and the statistics compile once
-per layer count instead of once per width.
+pair within a group; see `plan_comparisons`), chosen so that the questions
+need few pairs: per dataset and modality, one member per configuration with
+the baselines (raw inputs, the latent, random inits); across modalities, the
+members of the common objective; and per checkpoint, the mid-sized members
+and their other seeds (the training-length question). Within one dataset,
+member layers are zero-padded to one width after the reference's
+preparation: inner products, hence every kNN and linear-kernel score, are
+unchanged, and the statistics compile once per layer count instead of once per width.
 """
 
 from __future__ import annotations
@@ -49,8 +49,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from platonic_jax import bench
-from platonic_jax import zoo
+from platonic_jax import bench, zoo
 from platonic_jax.study import _alignment, _inputs, _report, _suite_report
 
 SPLIT = "test"
@@ -140,14 +139,18 @@ class Comparison:
   """Feature sets measured pair by pair (every pair within the group).
 
   Attributes:
-    name: e.g. 'world' (last checkpoints and baselines) or 'world@40'.
+    name: e.g. 'world-image', 'world-cross', 'digits' or 'world@40'.
     dataset: the member dataset they were extracted from.
     members: feature-set names ('<member>@<step>', 'raw-...', 'latent-...').
-    step: the checkpoint of the training-length comparisons (None for the main one).
+    kind: 'within' (one modality), 'cross' (several) or 'steps' (one checkpoint).
+    modality: the modality of a 'within' comparison.
+    step: the checkpoint of a 'steps' comparison.
   """
   name: str
   dataset: str
   members: tuple[str, ...]
+  kind: str = "within"
+  modality: str | None = None
   step: int | None = None
 
 
@@ -246,8 +249,8 @@ def _write_latent(config: SuiteConfig, api: zoo.ZooApi, dataset: str, n: int,
   """The dataset's latent `[N, L]` as a one-layer store entry, unless already written."""
   name = latent_name(dataset)
   path = zoo.features_path(features_dir, SPLIT, name, 0)
-  expected = dict(dataset=dataset, split=SPLIT, num_examples=n, modality="latent", model=name,
-                  step=0)
+  expected = {"dataset": dataset, "split": SPLIT, "num_examples": n, "modality": "latent", "model": name,
+                  "step": 0}
   sidecar = path.with_suffix(".json")
   if path.is_file() and sidecar.is_file():
     try:
@@ -298,9 +301,28 @@ def _base_members(members: Sequence[zoo.MemberSpec],
   return chosen
 
 
+def _primary(members: Sequence[zoo.MemberSpec]) -> list[zoo.MemberSpec]:
+  """One member per configuration: the lowest seed of members that differ only in seed."""
+  lowest: dict[zoo.MemberSpec, int] = {}
+  for m in members:
+    key = dataclasses.replace(m, seed=0)
+    lowest[key] = min(lowest.get(key, m.seed), m.seed)
+  return [m for m in members if lowest[dataclasses.replace(m, seed=0)] == m.seed]
+
+
 def plan_comparisons(spec: zoo.ZooSpec, num_params: Mapping[str, int],
                      latents: Sequence[str] = ()) -> list[Comparison]:
-  """The comparisons the five questions need (see the module docstring).
+  """The comparisons the five questions need, each measured pair by pair.
+
+  Per dataset and modality ('within', e.g. 'world-image'): one member per
+  configuration (its lowest seed) at its last checkpoint, the raw inputs,
+  the random init of one mid-sized member per family, and the latent. For a
+  dataset with several modalities also 'cross' ('world-cross'): the members
+  of the most common objective, every modality, with the raw inputs and the
+  latent. Per checkpoint step ('steps', e.g. 'world@40'): the mid-sized
+  members of every family and their other seeds at that step, with the
+  latent. Pairs shared by two comparisons are measured once (the records
+  are keyed by pair and features, not by comparison).
 
   Args:
     spec: the zoo.
@@ -310,23 +332,29 @@ def plan_comparisons(spec: zoo.ZooSpec, num_params: Mapping[str, int],
   comparisons = []
   for dataset in _datasets(spec):
     members = [m for m in spec.members if m.dataset == dataset]
+    primary = _primary(members)
     bases = _base_members(members, num_params)
-    baselines = [raw_name(dataset, modality) for modality in
-                 dict.fromkeys(m.modality for m in members)]
-    if dataset in latents:
-      baselines.append(latent_name(dataset))
-    inits = [member_set_name(m.name, 0) for m in bases if m.seed == min(b.seed for b in bases
-                                                                          if b.family == m.family
-                                                                          and b.modality ==
-                                                                          m.modality)]
-    main = [member_set_name(m.name, m.steps) for m in members] + baselines + inits
-    comparisons.append(Comparison(dataset, dataset, tuple(main)))
-    steps = sorted({s for m in bases for s in m.checkpoint_steps if s != m.steps})
-    for step in steps:
+    latent = [latent_name(dataset)] if dataset in latents else []
+    modalities = list(dict.fromkeys(m.modality for m in members))
+    for modality in modalities:
+      inits = [member_set_name(m.name, 0) for m in _primary(bases) if m.modality == modality]
+      last = [member_set_name(m.name, m.steps) for m in primary if m.modality == modality]
+      name = dataset if len(modalities) == 1 else f"{dataset}-{modality}"
+      comparisons.append(Comparison(name, dataset, tuple(
+          last + [raw_name(dataset, modality)] + inits + latent), kind="within",
+                                    modality=modality))
+    if len(modalities) > 1:
+      objectives = [m.objective for m in primary]
+      common = max(dict.fromkeys(objectives), key=objectives.count)
+      chosen = [member_set_name(m.name, m.steps) for m in primary if m.objective == common]
+      comparisons.append(Comparison(f"{dataset}-cross", dataset, tuple(
+          chosen + [raw_name(dataset, modality) for modality in modalities] + latent),
+                                    kind="cross"))
+    for step in sorted({s for m in bases for s in m.checkpoint_steps}):
       at_step = [member_set_name(m.name, step) for m in bases if step in m.checkpoint_steps]
-      at_step += [latent_name(dataset)] if dataset in latents else []
-      if len(at_step) >= 2:
-        comparisons.append(Comparison(f"{dataset}@{step}", dataset, tuple(at_step), step))
+      if len(at_step + latent) >= 2:
+        comparisons.append(Comparison(f"{dataset}@{step}", dataset, tuple(at_step + latent),
+                                      kind="steps", step=step))
   return comparisons
 
 
@@ -420,7 +448,7 @@ def _align(config: SuiteConfig, comparisons: Sequence[Comparison], features_dir:
     total += sum(pairs * (1 if _symmetric(m) else 2) for m in config.metrics)
   progress = _Progress("align", total, log)
   records, kept = [], []
-  for dataset, group in by_dataset.items():
+  for group in by_dataset.values():
     names = list(dict.fromkeys(n for c in group for n in c.members))
     raw_sets = load_suite_features(features_dir, names)
     width = _pad_width(raw_sets)
@@ -453,7 +481,8 @@ def _symmetric(metric: str) -> bool:
 
 def _time_kernels(config: SuiteConfig, output_dir: pathlib.Path, log) -> pathlib.Path | None:
   """The registry's benchmarks at `bench_preset` sizes, ours only, resumable."""
-  import platonic_jax.bench.definitions  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  # Importing the definitions registers them. pylint: disable-next=g-import-not-at-top
+  import platonic_jax.bench.definitions  # noqa: F401
   records = output_dir / "bench.jsonl"
   devices = jax.device_count() if jax.device_count() > 1 else None
   counts = bench.run_benchmarks(bench.select_benchmarks(config.bench_filter),

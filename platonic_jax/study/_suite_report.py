@@ -49,7 +49,8 @@ def _verdict(corr: _report.RankCorrelation | None, what: str) -> str:
   return f"no clear relation with {what} (interval covers 0)"
 
 
-def _corr(x: Sequence[float | None], y: Sequence[float], seed: int) -> _report.RankCorrelation | None:
+def _corr(x: Sequence[float | None], y: Sequence[float],
+          seed: int) -> _report.RankCorrelation | None:
   x = np.array([np.nan if v is None else float(v) for v in x])
   y = np.asarray(y, np.float64)
   keep = ~(np.isnan(x) | np.isnan(y))
@@ -151,8 +152,8 @@ def _alignment_table(ctx: _Context, matrix, rows: Sequence[str], baselines: Sequ
   valued = [i for i in infos if i.accuracy is not None]
   if same and len(valued) >= 6:
     bins = _report.binned_alignment(matrix, valued, "accuracy", num_bins=3, alpha=ctx.alpha)
-    lines += ["Members binned by held-out accuracy, mean alignment within each bin "
-              "(the hypothesis' vision-vision figure):", ""]
+    lines += [("Members binned by held-out accuracy, mean alignment within each bin "
+              "(the hypothesis' vision-vision figure):"), ""]
     lines += _table(["accuracy bin", "members", "pairs", "alignment", "interval", "null"], [[
         f"{b.low_edge:.3f}–{b.high_edge:.3f}", str(len(b.members)), str(b.num_pairs),
         "—" if math.isnan(b.score) else f"{b.score:.3f}{'' if b.separated else _MARK}",
@@ -190,26 +191,18 @@ def _within(ctx: _Context, comparison: str, modality: str, question: str) -> lis
 
 def _steps_section(ctx: _Context, dataset: str, question: str) -> list[str]:
   """Base members at every checkpoint: mean alignment among them and with the latent."""
-  names = [c for c in ctx.comparisons.values() if c.dataset == dataset and c.step is not None]
-  if not names:
+  steps = sorted((c.step, c.name) for c in ctx.comparisons.values()
+                 if c.dataset == dataset and c.kind == "steps")
+  if not steps:
     return []
-  main = ctx.comparisons[dataset]
-  lines = [f"### {question}: training length ({dataset}, base-size members at each checkpoint)",
-           ""]
-  members = sorted({n.rsplit("@", 1)[0] for c in names for n in c.members if "@" in n})
+  lines = [(f"### {question}: training length ({dataset}, mid-sized members of each family and "
+           "their other seeds, at each checkpoint)"), ""]
   for metric in ctx.metrics:
     points: list[tuple[int, str, float, float]] = []  # (step, kind, score, null)
     body = []
-    comparisons = [(c.step, c.name) for c in names]
-    last = {ctx.infos[n].steps for n in main.members if "@" in n and
-            n.rsplit("@", 1)[0] in members}
-    comparisons += [(s, main.name) for s in sorted(last)]
-    for step, name in sorted(comparisons):
+    for step, name in steps:
       matrix = ctx.matrix(name, metric)
-      at = [n for n in matrix.members if "@" in n and n.rsplit("@", 1)[0] in members
-            and ctx.infos[n].steps == step] if name == main.name else [
-                n for n in matrix.members if "@" in n]
-      at = [n for n in at if n.rsplit("@", 1)[1] == str(step)]
+      at = [n for n in matrix.members if "@" in n]
       index = {n: i for i, n in enumerate(matrix.members)}
       latent = [n for n in matrix.members if ctx.infos[n].family == "latent"]
       kinds: dict[str, list[tuple[float, float]]] = {"same modality": [], "cross-modal": [],
@@ -241,8 +234,8 @@ def _steps_section(ctx: _Context, dataset: str, question: str) -> list[str]:
         ctx.findings.append(f"{question} training length ({dataset}, {kind}), {metric}: "
                             f"rho {corr.rho:+.2f} [{corr.low:+.2f}, {corr.high:+.2f}]: "
                             f"{_verdict(corr, 'training steps')}.")
-    lines += ["Spearman rank correlation of pair scores with training steps (bootstrap over "
-              "pairs and steps):", ""]
+    lines += [("Spearman rank correlation of pair scores with training steps (bootstrap over "
+              "pairs and steps):"), ""]
     lines += _table(["pairs", "rho", "interval", "points", "reading"], corr_rows)
     path = _plot_steps(points, ctx.out_dir / "figures" / f"steps_{dataset}_{metric}.png", metric)
     lines += [f"![{metric} against training steps]({ctx.figure(path)})", ""]
@@ -359,10 +352,10 @@ def _objectives(ctx: _Context, comparison: str, question: str,
                    ctx.seed)
       corr_rows.append([kind, *_corr_cell(corr), _verdict(corr, "the number of label tasks")])
       if corr is not None:
+        means = {o: [values[n] for n in names if ctx.infos[n].objective == o]
+                 for o in objectives}
         ctx.findings.append(f"{question} ({kind}), {metric}: mean by objective "
-                            + ", ".join(f"{o} {np.mean([values[n] for n in names if ctx.infos[n].objective == o]):.3f}"  # noqa: E501
-                                        for o in objectives
-                                        if any(ctx.infos[n].objective == o for n in names))
+                            + ", ".join(f"{o} {np.mean(v):.3f}" for o, v in means.items() if v)
                             + f"; rho with label tasks {corr.rho:+.2f} [{corr.low:+.2f}, "
                             f"{corr.high:+.2f}].")
     lines += ["Spearman rank correlation with the number of label tasks:", ""]
@@ -424,43 +417,48 @@ def write_suite_report(records: Sequence[Mapping[str, Any]],
                                    _report.alignment_markdown(
                                        chosen, alpha=config.alpha,
                                        title=f"Alignment within comparison {c.name}"))
-  mains = [c.name for c in comparisons if c.step is None]
-  multimodal = [name for name in mains
-                if {"image", "caption"} <= {ctx.infos[n].modality for n in
-                                            ctx.comparisons[name].members}]
-  single = [name for name in mains if name not in multimodal]
+  datasets = list(dict.fromkeys(c.dataset for c in comparisons))
+  within = {d: [c for c in comparisons if c.dataset == d and c.kind == "within"]
+            for d in datasets}
+  multimodal = [d for d in datasets if len(within[d]) > 1]
+  single = [d for d in datasets if d not in multimodal]
   body: list[str] = []
-  body += ["## Question 1: within a modality, do more competent and larger members align more "
-           "with each other?", ""]
-  for name in multimodal:
-    body += _heatmaps(ctx, name)
-    for modality in ("image", "caption"):
-      body += _within(ctx, name, modality, "Q1")
-    body += _steps_section(ctx, name, "Q1/Q3")
+  body += [("## Question 1: within a modality, do more competent and larger members align more "
+           "with each other?"), ""]
+  for dataset in multimodal:
+    for c in within[dataset]:
+      body += _heatmaps(ctx, c.name)
+      body += _within(ctx, c.name, c.modality, "Q1")
+    body += _steps_section(ctx, dataset, "Q1/Q3")
   if not multimodal:
     body += ["The zoo has no dataset with two modalities; see Question 5.", ""]
-  body += ["## Question 2: across modalities, does image-caption alignment grow with "
-           "competence and size?", ""]
-  for name in multimodal:
-    body += _cross(ctx, name, "Q2")
+  body += [("## Question 2: across modalities, does image-caption alignment grow with "
+           "competence and size?"), ""]
+  for c in comparisons:
+    if c.kind == "cross":
+      body += _heatmaps(ctx, c.name)
+      body += _cross(ctx, c.name, "Q2")
   if not multimodal:
     body += ["The zoo has no dataset with image and caption members.", ""]
-  body += ["## Question 3: does alignment with the true latent grow with competence and "
-           "scale?", ""]
-  for name in mains:
-    if any(ctx.infos[n].family == "latent" for n in ctx.comparisons[name].members):
-      body += _latent(ctx, name, "Q3")
-  body += ["(Training length against the latent: the 'with latent' columns of the training-length "
-           "tables under Question 1.)", ""]
-  body += ["## Question 4: does training on more tasks, or a self-supervised objective, change "
-           "alignment?", ""]
-  for name in mains:
-    body += _objectives(ctx, name, "Q4", targets)
+  body += [("## Question 3: does alignment with the true latent grow with competence and "
+           "scale?"), ""]
+  for dataset in datasets:
+    for c in within[dataset]:
+      if any(ctx.infos[n].family == "latent" for n in c.members):
+        body += _latent(ctx, c.name, "Q3")
+  body += [("(Training length against the latent: the 'with latent' columns of the training-length "
+           "tables under Question 1.)"), ""]
+  body += [("## Question 4: does training on more tasks, or a self-supervised objective, change "
+           "alignment?"), ""]
+  for dataset in datasets:
+    for c in within[dataset]:
+      body += _objectives(ctx, c.name, "Q4", targets)
   body += ["## Question 5: on real images (digits), the same as Question 1", ""]
-  for name in single:
-    body += _heatmaps(ctx, name)
-    body += _within(ctx, name, "image", "Q5")
-    body += _steps_section(ctx, name, "Q5")
+  for dataset in single:
+    for c in within[dataset]:
+      body += _heatmaps(ctx, c.name)
+      body += _within(ctx, c.name, c.modality, "Q5")
+    body += _steps_section(ctx, dataset, "Q5")
   if not single:
     body += ["The zoo has no single-modality dataset.", ""]
   header = _header(config, summary, records, bench_page, out_dir)
@@ -495,5 +493,6 @@ def _header(config, summary, records, bench_page, out_dir: pathlib.Path) -> list
     lines += ["Stage times of the run that wrote this page (s): "
               + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + ".", ""]
   if bench_page is not None:
-    lines += [f"Kernel timings: [{bench_page.name}]({pathlib.Path(bench_page).relative_to(out_dir).as_posix()}).", ""]  # noqa: E501
+    link = pathlib.Path(bench_page).relative_to(out_dir).as_posix()
+    lines += [f"Kernel timings: [{bench_page.name}]({link}).", ""]
   return lines
