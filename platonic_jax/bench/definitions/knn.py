@@ -2,11 +2,13 @@
 
   python scripts/bench.py --filter='knn/*' --sizes=small --output=/tmp/knn.jsonl
 
-Expected on the 2-core CPU (cpu preset): ours takes about 0.5x the computed
-GEMM floor (two Grams at the machine's GEMM rate) for mutual_knn (symmetric
-tiles), about 1.7x faster than FAISS IndexFlatIP, and the dense
-reference-style path runs out of memory past N = 32768. All implementations
-give the same mutual_knn up to tie-breaking.
+Expected on the 2-core CPU (cpu preset), from side-by-side CPU-time medians
+on a shared machine (BUILD_NOTES, "kNN on CPU"): ours takes 0.6-1.2x the
+computed GEMM floor (two Grams at the machine's GEMM rate; 1.2 at N = 1024,
+about 0.62 at N = 16384, D = 1024) and is 1.7-2.6x faster than FAISS
+IndexFlatIP in its fastest OpenBLAS setting; the dense reference-style path
+runs out of memory past N = 32768. All implementations give the same
+mutual_knn up to tie-breaking.
 """
 
 from __future__ import annotations
