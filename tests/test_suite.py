@@ -177,7 +177,7 @@ def test_script_killed_mid_alignment_resumes_without_redoing_finished_work(tmp_p
   records = out / "records.jsonl"
   deadline = time.monotonic() + 600
   while time.monotonic() < deadline and run.poll() is None:
-    if records.is_file() and records.read_text().count("\n") >= 2:
+    if records.is_file() and records.read_text().count("\n") >= 1:
       break
     time.sleep(0.2)
   assert run.poll() is None, run.communicate()[1][-2000:]
@@ -191,7 +191,7 @@ def test_script_killed_mid_alignment_resumes_without_redoing_finished_work(tmp_p
   _, stderr = resumed.communicate(timeout=600)
   assert resumed.returncode == 0, stderr[-2000:]
   after = records.read_text().splitlines()
-  assert after[:len(before)] == before and len(after) > len(before)  # finished work kept
+  assert after[:len(before)] == before  # finished work kept, not measured again
   assert {p: p.read_text() for p in (out / "zoo").glob("*/manifest.json")} == manifests
   assert {p: p.stat().st_mtime_ns for p in features} == features  # nothing extracted again
   assert "skipping" in stderr and "== stage 6/6: report ==" in stderr
@@ -199,6 +199,9 @@ def test_script_killed_mid_alignment_resumes_without_redoing_finished_work(tmp_p
   resumed_records = [json.loads(line) for line in after]
   summary = json.loads((out / "suite.json").read_text())
   comparisons = [study.Comparison(**c) for c in summary["comparisons"]]
+  pairs = {frozenset((a, b)) for c in comparisons for i, a in enumerate(c.members)
+           for b in c.members[i + 1:]}
+  assert len(after) == len(pairs)  # each pair once, however the comparisons share them
   for c in comparisons:
     names = list(c.members)
     sets = study.load_suite_features(out / "features", names)
