@@ -93,7 +93,7 @@ class SuiteConfig:
   dataset_map: Mapping[str, str] = dataclasses.field(default_factory=dict)
   metrics: tuple[str, ...] = _alignment.DEFAULT_METRICS
   k: int = 10
-  num_examples: int = 1000
+  num_examples: int = 500
   num_permutations: int = 50
   num_resamples: int = 20
   confidence: float = 0.95

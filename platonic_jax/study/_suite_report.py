@@ -354,7 +354,7 @@ def _objectives(ctx: _Context, comparison: str, question: str,
       if corr is not None:
         means = {o: [values[n] for n in names if ctx.infos[n].objective == o]
                  for o in objectives}
-        ctx.findings.append(f"{question} ({kind}), {metric}: mean by objective "
+        ctx.findings.append(f"{question} ({comparison}, {kind}), {metric}: mean by objective "
                             + ", ".join(f"{o} {np.mean(v):.3f}" for o, v in means.items() if v)
                             + f"; rho with label tasks {corr.rho:+.2f} [{corr.low:+.2f}, "
                             f"{corr.high:+.2f}].")
