@@ -518,8 +518,13 @@ def plot_alignment_vs(matrix: _alignment.AlignmentMatrix, infos: Sequence[Member
   if _log_scale(attribute, x):
     ax.set_xscale("log")
   ax.set_xlabel(_LABELS[attribute])
-  ax.set_ylabel(f"{matrix.metric} " + ("(mean over others)" if columns is None else
-                                       f"with {', '.join(columns)}"))
+  if columns is None:
+    against = "(mean over others)"
+  elif len(columns) <= 2:
+    against = f"with {', '.join(columns)}"
+  else:  # the caller's title or text names them; a long list would swamp the figure
+    against = f"(mean over {len(columns)} members)"
+  ax.set_ylabel(f"{matrix.metric} {against}")
   ax.set_title(title or f"{matrix.metric} against {_LABELS[attribute]}; '_' null, open: "
                f"p >= {alpha}", fontsize=9)
   from matplotlib import lines as mpl_lines  # pylint: disable=g-import-not-at-top
