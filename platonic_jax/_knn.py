@@ -24,7 +24,6 @@ Three facts make the tiled path fast and exact:
 from __future__ import annotations
 
 import functools
-import math
 from typing import NamedTuple
 
 import jax

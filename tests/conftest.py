@@ -20,6 +20,13 @@ hypothesis.settings.register_profile(
 hypothesis.settings.load_profile("ci")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_code():
+  """Drops each module's compiled executables: one process runs every test file."""
+  yield
+  jax.clear_caches()
+
+
 @pytest.fixture
 def rng(request):
   """A fresh generator per test, seeded from the test's name so failures reproduce."""

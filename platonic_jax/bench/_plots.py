@@ -9,6 +9,7 @@ import os
 import pathlib
 from typing import Any
 
+from platonic_jax import _files
 from platonic_jax.bench import _format as fmt
 from platonic_jax.bench import _records
 
@@ -130,7 +131,7 @@ def render_plots(records: Iterable[Mapping[str, Any]], out_dir: PathLike) -> lis
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", metadata={"Software": None})
     path = out_dir / file_name
-    _records.write_atomic(path, buffer.getvalue())
+    _files.write_atomic(path, buffer.getvalue())
     written.append(path)
   return written
 

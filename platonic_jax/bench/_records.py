@@ -15,7 +15,6 @@ import math
 import os
 import pathlib
 import platform
-import secrets
 import socket
 import subprocess
 from typing import Any, Iterable, Literal, Mapping, TypedDict
@@ -262,29 +261,6 @@ class RecordWriter:
       os.fsync(fd)
     finally:
       os.close(fd)
-
-
-def write_atomic(path: pathlib.Path, data: bytes) -> None:
-  """Writes `data` to a temporary file beside `path`, then renames it over `path`.
-
-  The temporary file is created with mode 0o666 less the umask, as `open`
-  would create `path` itself (`tempfile.mkstemp` would leave it 0o600).
-  """
-  path.parent.mkdir(parents=True, exist_ok=True)
-  temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-  fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(temp, path)
-  except BaseException:
-    try:
-      os.unlink(temp)
-    except FileNotFoundError:
-      pass
-    raise
 
 
 def _cpu_model() -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pathlib
 
+from platonic_jax import _files
 from platonic_jax.bench import _plots
 from platonic_jax.bench import _records
 from platonic_jax.bench import _tables
@@ -45,5 +46,5 @@ def render_report(records_path: PathLike, markdown_path: PathLike,
                                         markdown_path.resolve().parent)).as_posix()
     link = "" if link == "." else link
   page = _tables.render_markdown(records, title=title, plots_link=link)
-  _records.write_atomic(markdown_path, page.encode("utf-8"))
+  _files.write_atomic(markdown_path, page.encode("utf-8"))
   return [markdown_path, *plots]

@@ -19,8 +19,8 @@ from platonic_jax.study._alignment import matrix_json
 from platonic_jax.study._alignment import measure_feature_sets
 from platonic_jax.study._alignment import measure_pair
 from platonic_jax.study._alignment import prepared_layers
-from platonic_jax.study._alignment import write_json_atomic
-from platonic_jax.study._alignment import write_text_atomic
+from platonic_jax._files import write_json_atomic
+from platonic_jax._files import write_text_atomic
 from platonic_jax.study._inputs import FeatureSet
 from platonic_jax.study._inputs import from_reference_dict
 from platonic_jax.study._inputs import load_feature_sets

@@ -19,7 +19,6 @@ import datetime
 import hashlib
 import json
 import os
-import pathlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -329,25 +328,3 @@ def matrix_json(matrix: AlignmentMatrix) -> dict[str, Any]:
           value.tolist())
     out[field.name] = list(value) if isinstance(value, tuple) else value
   return out
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> pathlib.Path:
-  """Writes `text` to a temporary file, fsyncs it, then renames it over `path`."""
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-  try:
-    with open(temp, "w", encoding="utf-8") as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(temp, path)
-  finally:
-    temp.unlink(missing_ok=True)
-  return path
-
-
-def write_json_atomic(path: str | os.PathLike, payload: Any) -> pathlib.Path:
-  """`payload` as indented JSON (no NaN), written atomically (`write_text_atomic`)."""
-  return write_text_atomic(path, json.dumps(payload, indent=1, sort_keys=True,
-                                            allow_nan=False) + "\n")

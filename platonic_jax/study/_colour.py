@@ -41,8 +41,8 @@ from jaxtyping import Float, UInt8
 import platonic_jax as pj
 from platonic_jax import zoo
 from platonic_jax.study import _stats
-from platonic_jax.study._alignment import write_json_atomic
-from platonic_jax.study._alignment import write_text_atomic
+from platonic_jax._files import write_json_atomic
+from platonic_jax._files import write_text_atomic
 
 # sRGB (IEC 61966-2-1) linear RGB -> CIE XYZ, D65 white.
 _SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],

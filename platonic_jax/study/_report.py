@@ -14,13 +14,13 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
-import os
 import pathlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from platonic_jax import _files
 from platonic_jax.study import _alignment
 
 NOT_SEPARATED = "°"  # marks a score that does not separate from its null
@@ -443,15 +443,7 @@ def _figure(width: float, height: float):
 def _save(fig, path) -> pathlib.Path:
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", bbox_inches="tight", metadata={"Software": None})
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-  try:
-    temp.write_bytes(buffer.getvalue())
-    os.replace(temp, path)
-  finally:
-    temp.unlink(missing_ok=True)
-  return path
+  return _files.write_atomic(path, buffer.getvalue())
 
 
 def plot_heatmap(matrix: _alignment.AlignmentMatrix, path, *, alpha: float = 0.05,
@@ -683,4 +675,4 @@ def write_zoo_report(matrices: Sequence[_alignment.AlignmentMatrix],
     lines += [zoo_markdown(matrix, present, attributes=attributes, columns=columns,
                            num_bins=num_bins, alpha=alpha, num_resamples=num_resamples,
                            seed=seed, figures=relative), ""]
-  return _alignment.write_text_atomic(out_dir / "report.md", "\n".join(lines).rstrip() + "\n")
+  return _files.write_text_atomic(out_dir / "report.md", "\n".join(lines).rstrip() + "\n")

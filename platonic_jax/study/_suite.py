@@ -49,6 +49,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from platonic_jax import _files
 from platonic_jax import bench, zoo
 from platonic_jax.study import _alignment, _inputs, _report, _suite_report
 
@@ -588,7 +589,7 @@ def run_suite(config: SuiteConfig = SuiteConfig(), *,
       bench_page=bench_page, targets=tasks)
   seconds["report"] = time.monotonic() - start
   summary["stage_seconds"] = seconds
-  _alignment.write_json_atomic(output_dir / "suite.json", _jsonable(summary))
+  _files.write_json_atomic(output_dir / "suite.json", _jsonable(summary))
   log("== done: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
       + f"; report {report} ==")
   return SuiteResult(output_dir, report, records, infos, tuple(comparisons), seconds)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from platonic_jax import _files
 from platonic_jax.study import _alignment, _report
 
 _MARK = _report.NOT_SEPARATED
@@ -413,7 +414,7 @@ def write_suite_report(records: Sequence[Mapping[str, Any]],
   for c in comparisons:
     chosen = [r for r in records if r.get("comparison") == c.name]
     if chosen:
-      _alignment.write_text_atomic(out_dir / "tables" / f"{c.name.replace('@', '_at_')}.md",
+      _files.write_text_atomic(out_dir / "tables" / f"{c.name.replace('@', '_at_')}.md",
                                    _report.alignment_markdown(
                                        chosen, alpha=config.alpha,
                                        title=f"Alignment within comparison {c.name}"))
@@ -470,7 +471,7 @@ def write_suite_report(records: Sequence[Mapping[str, Any]],
   members = ["## Members", "", _report.members_markdown(
       [infos[n] for n in dict.fromkeys(n for c in comparisons for n in c.members)]), ""]
   text = "\n".join(header + findings + body + members).rstrip() + "\n"
-  return _alignment.write_text_atomic(out_dir / "report.md", text)
+  return _files.write_text_atomic(out_dir / "report.md", text)
 
 
 def _header(config, summary, records, bench_page, out_dir: pathlib.Path) -> list[str]:

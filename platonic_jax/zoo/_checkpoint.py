@@ -32,23 +32,6 @@ CHECKPOINTS = "checkpoints"
 MANIFEST_VERSION = 1
 
 
-def write_json_atomic(path: pathlib.Path, data: dict) -> None:
-  """Writes `data` to `path` so that a reader sees the old or the new file, whole."""
-  path = pathlib.Path(path)
-  tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-  with open(tmp, "w") as f:
-    json.dump(data, f, indent=1, sort_keys=True)
-    f.write("\n")
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-  directory = os.open(path.parent, os.O_RDONLY)
-  try:
-    os.fsync(directory)
-  finally:
-    os.close(directory)
-
-
 def load_manifest(member_dir: str | os.PathLike) -> dict:
   """The manifest of a member: a member directory or its manifest.json path.
 

@@ -27,6 +27,8 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
+from platonic_jax import _files
+
 FORMAT_VERSION = 1
 SAMPLE_IDS = "sample_ids"
 _SUFFIX = ".safetensors"
@@ -37,26 +39,6 @@ _PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
 
 def _layer_key(i: int) -> str:
   return f"layer_{i:03d}"
-
-
-def _fsync_directory(directory: pathlib.Path) -> None:
-  fd = os.open(directory, os.O_RDONLY)
-  try:
-    os.fsync(fd)
-  finally:
-    os.close(fd)
-
-
-def _write_atomic(path: pathlib.Path, data: bytes) -> None:
-  tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-  try:
-    with open(tmp, "wb") as f:
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  finally:
-    tmp.unlink(missing_ok=True)
 
 
 def _as_layers(layers: Sequence[Any]) -> list[np.ndarray]:
@@ -139,9 +121,8 @@ def save_layer_features(directory: str | os.PathLike, name: str, layers: Sequenc
   tensors = {_layer_key(i): layer for i, layer in enumerate(layers)}
   tensors[SAMPLE_IDS] = ids
   path = directory / f"{name}{_SUFFIX}"
-  _write_atomic(path, safetensors.numpy.save(tensors))
-  _write_atomic(directory / f"{name}.json", sidecar.encode())
-  _fsync_directory(directory)
+  _files.write_atomic(path, safetensors.numpy.save(tensors))
+  _files.write_atomic(directory / f"{name}.json", sidecar.encode())
   return path
 
 

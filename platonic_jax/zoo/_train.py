@@ -24,6 +24,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from platonic_jax import _files
 from platonic_jax.zoo import _checkpoint
 from platonic_jax.zoo import _data
 from platonic_jax.zoo import _families
@@ -399,7 +400,7 @@ def _train_group(specs: list[MemberSpec], zoo_dir: pathlib.Path, data: _Data, ap
           "train_loss": None if train_loss is None else float(train_loss[i])})
       manifests[i]["train_seconds"] = train_seconds
       manifests[i]["complete"] = step == spec.steps
-      _checkpoint.write_json_atomic(dirs[i] / _checkpoint.MANIFEST, manifests[i])
+      _files.write_json_atomic(dirs[i] / _checkpoint.MANIFEST, manifests[i], allow_nan=True)
       accuracy = " ".join(f"{t.removeprefix('target_')} {a:.2f}"
                           for t, a in evals[i]["accuracy"].items())
       log(f"  {specs[i].name} step {step}/{spec.steps}: loss {evals[i]['loss']:.3f}, "
