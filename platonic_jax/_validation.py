@@ -319,3 +319,22 @@ def reject_constant_layers(model, name: str) -> None:
   if constant.any():
     l = int(np.argmax(constant))
     reject_constant(model[l], f"{name}[{l}]")
+
+
+def host_layer(array, where: str) -> np.ndarray:
+  """One layer read from a file, as contiguous float32 NumPy, or a ValueError naming `where`.
+
+  Refuses object (pickled) arrays, non-numeric dtypes, empty arrays and
+  values that are NaN or Inf once cast to float32.
+  """
+  array = np.asarray(array)
+  if array.dtype == object:
+    raise ValueError(f"{where} is an object (pickled) array; save plain numeric arrays.")
+  if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+    raise ValueError(f"{where} must be a numeric array, got dtype {array.dtype}.")
+  layer = np.ascontiguousarray(array, dtype=np.float32)
+  if 0 in layer.shape:
+    raise ValueError(f"{where} is empty: shape {layer.shape}.")
+  if not np.isfinite(layer).all():
+    raise ValueError(f"{where} has non-finite values (NaN or Inf) as float32.")
+  return layer

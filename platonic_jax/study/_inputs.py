@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from platonic_jax import _validation
+
 SUFFIXES = (".npy", ".npz", ".safetensors")
 _PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
 _REFERENCE_STACK = "feats"  # the reference's .pt key: [N, L, D]
@@ -62,22 +64,9 @@ def _natural_key(key: str):
   return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)]
 
 
-def _float_layer(array: np.ndarray, where: str) -> np.ndarray:
-  if array.dtype == object:
-    raise ValueError(f"{where} is an object (pickled) array; save plain numeric arrays.")
-  if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-    raise ValueError(f"{where} must be a numeric array, got dtype {array.dtype}.")
-  layer = np.ascontiguousarray(array, dtype=np.float32)
-  if not np.isfinite(layer).all():
-    raise ValueError(f"{where} contains NaN or Inf values (as float32).")
-  if 0 in layer.shape:
-    raise ValueError(f"{where} is empty: shape {layer.shape}.")
-  return layer
-
-
 def _split_stack(array: np.ndarray, where: str, samples_first: bool) -> list[np.ndarray]:
   stack = np.moveaxis(array, 1, 0) if samples_first else array
-  return [_float_layer(layer, f"{where}[layer {l}]") for l, layer in enumerate(stack)]
+  return [_validation.host_layer(layer, f"{where}[layer {l}]") for l, layer in enumerate(stack)]
 
 
 def _from_arrays(arrays: dict[str, np.ndarray], path: pathlib.Path) -> tuple[list, dict]:
@@ -92,7 +81,7 @@ def _from_arrays(arrays: dict[str, np.ndarray], path: pathlib.Path) -> tuple[lis
     elif array.ndim == 0:
       metadata[key] = array.item()
     elif array.ndim == 2:
-      layers.append(_float_layer(array, where))
+      layers.append(_validation.host_layer(array, where))
     elif array.ndim == 3:
       layers.extend(_split_stack(array, where, samples_first=key == _REFERENCE_STACK))
     else:
@@ -107,7 +96,7 @@ def _from_arrays(arrays: dict[str, np.ndarray], path: pathlib.Path) -> tuple[lis
 def _read_npy(path: pathlib.Path) -> tuple[list, dict]:
   array = np.load(path, allow_pickle=False)
   if array.ndim == 2:
-    return [_float_layer(array, str(path))], {}
+    return [_validation.host_layer(array, str(path))], {}
   if array.ndim == 3:
     return _split_stack(array, str(path), samples_first=False), {}
   raise ValueError(f"{path} has shape {array.shape}; expected [N, D] or [L, N, D].")
@@ -134,7 +123,7 @@ def _read_safetensors(path: pathlib.Path) -> tuple[list, dict]:
   if _is_store_entry(path):
     from platonic_jax import zoo  # pylint: disable=g-import-not-at-top - heavy, only when needed
     layers, metadata = zoo.load_layer_features(path)
-    return [_float_layer(x, f"{path}: layer {l}") for l, x in enumerate(layers)], metadata
+    return [_validation.host_layer(x, f"{path}: layer {l}") for l, x in enumerate(layers)], metadata
   import safetensors  # pylint: disable=g-import-not-at-top
   import safetensors.numpy  # pylint: disable=g-import-not-at-top
   with safetensors.safe_open(str(path), framework="numpy") as f:

@@ -27,7 +27,7 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from platonic_jax import _files
+from platonic_jax import _files, _validation
 
 FORMAT_VERSION = 1
 SAMPLE_IDS = "sample_ids"
@@ -47,14 +47,9 @@ def _as_layers(layers: Sequence[Any]) -> list[np.ndarray]:
   out = []
   for i, layer in enumerate(layers):
     layer = np.asarray(layer)
-    if layer.ndim != 2 or 0 in layer.shape:
+    if layer.ndim != 2:
       raise ValueError(f"`layers[{i}]` must be a non-empty [N, D] array, got shape {layer.shape}.")
-    if not (np.issubdtype(layer.dtype, np.floating) or np.issubdtype(layer.dtype, np.integer)):
-      raise ValueError(f"`layers[{i}]` must be numeric, got dtype {layer.dtype}.")
-    layer = np.ascontiguousarray(layer, dtype=np.float32)
-    if not np.isfinite(layer).all():
-      raise ValueError(f"`layers[{i}]` has non-finite values (NaN or Inf) as float32.")
-    out.append(layer)
+    out.append(_validation.host_layer(layer, f"`layers[{i}]`"))
   sizes = [layer.shape[0] for layer in out]
   if len(set(sizes)) != 1:
     raise ValueError(f"every layer must have the same N (rows = samples); got N per layer {sizes}.")
