@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
+from jax.sharding import Mesh, PartitionSpec
 from jaxtyping import Array, Float, Int
 
 from platonic_jax import _knn, _mesh, _registry, _tiles, _validation
@@ -119,9 +120,6 @@ class Plan:
     return bool(self.info.neighbours_include_self(**self.kwargs))
 
 
-_UNSUPPORTED = ("mesh", "axis_name")  # sharded metrics inside a vmap over layer pairs
-
-
 def make_plan(metric: str, hyperparameters, models, names, n: int) -> Plan:
   """Checks the metric's hyper-parameters before any tracing and picks the evaluation."""
   info = _registry.get_metric(metric)
@@ -133,11 +131,6 @@ def make_plan(metric: str, hyperparameters, models, names, n: int) -> Plan:
       raise ValueError(
           f"hyper-parameter {key!r} must be a hashable Python value (it is static under "
           f"jit), got {type(value).__name__}.") from None
-  for key in _UNSUPPORTED:
-    if key in kwargs and kwargs[key] != info.hyperparameters[key]:
-      raise ValueError(
-          f"hyper-parameter {key!r} of {metric!r} is not supported by layer grids and zoos; "
-          f"leave it at its default {info.hyperparameters[key]!r}.")
   neighbours = info.from_neighbours is not None
   if neighbours:
     _validation.neighbour_count(kwargs["k"], n)
@@ -163,6 +156,40 @@ def batched_map(f, xs, count: int, per_item_elements: int, what: str = "pairs"):
   return lax.map(f, xs, batch_size=batch)
 
 
+def device_map(f, xs, operands=(), *, mesh=None, axes=None, per_item_elements: int | None = None,
+               what: str = "pairs"):
+  """`stack([f(x, *operands) for x in xs])`, the items of `xs` split over devices.
+
+  Without `mesh` this is one device's map. With it, the leading axis of `xs`
+  (a pytree of `[C, ...]` arrays) is padded with copies of its first item to a
+  multiple of the shard count and split over `axes` of `mesh` (`shard_map`);
+  `operands` are replicated, so each device maps `f` over its own items and
+  no item depends on which device ran it. Each device maps its items in
+  batches within the working-set budget (`batched_map`) or, with
+  `per_item_elements=None` (items that batch their own work), one at a time.
+
+  Cost: the C calls of `f` split evenly over the P devices; memory: the
+  operands on every device plus one batch of temporaries.
+  """
+  count = jax.tree.leaves(xs)[0].shape[0]
+
+  def local(items, operands):
+    size = jax.tree.leaves(items)[0].shape[0]
+    if per_item_elements is None:
+      return lax.map(lambda x: f(x, *operands), items)
+    return batched_map(lambda x: f(x, *operands), items, size, per_item_elements, what)
+
+  if mesh is None:
+    return local(xs, operands)
+  shards = _mesh.shard_count(mesh, axes)
+  padded = _mesh.padded_rows(count, shards)
+  xs = jax.tree.map(lambda x: _mesh.pad_rows(x, padded, fill=x[0]), xs)
+  spec = _mesh.row_spec(axes)
+  out = jax.shard_map(local, mesh=mesh, in_specs=(spec, PartitionSpec()), out_specs=spec,
+                      check_vma=False)(xs, operands)
+  return jax.tree.map(lambda x: x[:count], out)
+
+
 def num_layers(model) -> int:
   return len(model) if isinstance(model, tuple) else model.shape[0]
 
@@ -185,22 +212,29 @@ def _in_layer_order(groups, parts):
   return jax.tree.map(lambda *xs: jnp.concatenate(xs)[order], *parts)
 
 
-def model_cache(model, plan: Plan):
+def model_cache(model, plan: Plan, mesh=None, axes=None):
   """Per-layer `Neighbours` of a model, stacked `[L, ...]`; each layer's kNN computed once.
 
   Layers of one width group are vmapped, in batches sized so that the
   `[tile, tile]` similarity blocks of a batch fit the working-set budget.
+  With `mesh` each layer's kNN is the device ring over `axes` (rows split
+  over the devices, half the GEMM work each), one layer after another.
   """
   k, precision, tile_size = plan.knn_args
   groups = _groups(model)
   parts = []
   for _, x in groups:
     _, n, d = x.shape
+
+    def one(layer):
+      return _knn.neighbours(layer, k, precision, tile_size, mesh, axes,
+                             include_self=plan.include_self)
+
+    if mesh is not None:
+      parts.append(lax.map(one, x))
+      continue
     tile, _ = _tiles.tile_layout(n, tile_size, min_rows=k + 1)
-    parts.append(batched_map(
-        lambda layer: _knn.neighbours(layer, k, precision, tile_size,
-                                      include_self=plan.include_self),
-        x, x.shape[0], 4 * tile * tile + n * (d + 4 * k), "knn"))
+    parts.append(batched_map(one, x, x.shape[0], 4 * tile * tile + n * (d + 4 * k), "knn"))
   return _in_layer_order(groups, parts)
 
 
@@ -218,11 +252,12 @@ def pair_kernel(plan: Plan):
   return pair, lambda n: info.pair_cost(n, 0, 0, **plan.kwargs)
 
 
-def cached_grids(caches, model_pairs, plan: Plan):
+def cached_grids(caches, model_pairs, plan: Plan, mesh=None, axes=None):
   """Layer grids `{(m1, m2): [L_m1, L_m2]}` from per-model caches, as ONE batched map.
 
   Every layer pair of every requested model pair is a row of one flat list of
-  (global layer, global layer) indices into the concatenated caches.
+  (global layer, global layer) indices into the concatenated caches; with
+  `mesh` the rows are split over the devices of `axes` (`device_map`).
   """
   pair_fn, cost = pair_kernel(plan)
   counts = [jax.tree.leaves(c)[0].shape[0] for c in caches]
@@ -234,12 +269,13 @@ def cached_grids(caches, model_pairs, plan: Plan):
   every = jax.tree.map(lambda *xs: jnp.concatenate(xs), *caches)
   n = jax.tree.leaves(every)[0].shape[1]
 
-  def one_pair(ij):
+  def one_pair(ij, every):
     def layer(t):
       return jax.tree.map(lambda leaf: leaf[t], every)
     return pair_fn(layer(ij[0]), layer(ij[1])).astype(jnp.float32)
 
-  values = batched_map(one_pair, (jnp.asarray(rows), jnp.asarray(cols)), rows.size, cost(n))
+  values = device_map(one_pair, (jnp.asarray(rows), jnp.asarray(cols)), (every,), mesh=mesh,
+                      axes=axes, per_item_elements=cost(n))
   grids, start = {}, 0
   for i, j in model_pairs:
     size = counts[i] * counts[j]
@@ -248,10 +284,11 @@ def cached_grids(caches, model_pairs, plan: Plan):
   return grids
 
 
-def generic_grid(plan: Plan, a, b):
+def generic_grid(plan: Plan, a, b, mesh=None, axes=None):
   """Grid of a metric evaluated on features, `fn(a_layer, b_layer, **kwargs)` per layer pair.
 
-  Each (width group of a, width group of b) block is one batched map.
+  Each (width group of a, width group of b) block is one batched map; with
+  `mesh` its layer pairs are split over the devices of `axes` (`device_map`).
   """
   info, kwargs = plan.info, plan.kwargs
   a_groups, b_groups = _groups(a), _groups(b)
@@ -260,12 +297,12 @@ def generic_grid(plan: Plan, a, b):
     for ids_b, xb in b_groups:
       ii, jj = np.meshgrid(np.arange(len(ids_a)), np.arange(len(ids_b)), indexing="ij")
 
-      def one_pair(ij, xa=xa, xb=xb):
+      def one_pair(ij, xa, xb):
         return info.fn(xa[ij[0]], xb[ij[1]], **kwargs).astype(jnp.float32)
 
       cost = info.pair_cost(xa.shape[1], xa.shape[2], xb.shape[2], **kwargs)
-      values = batched_map(one_pair, (jnp.asarray(ii.ravel()), jnp.asarray(jj.ravel())),
-                            ii.size, cost)
+      values = device_map(one_pair, (jnp.asarray(ii.ravel()), jnp.asarray(jj.ravel())),
+                          (xa, xb), mesh=mesh, axes=axes, per_item_elements=cost)
       block = values.reshape(len(ids_a), len(ids_b))
       if len(a_groups) == 1 and len(b_groups) == 1:
         return block
@@ -281,13 +318,13 @@ def _best(scores):
   return flat[pos], pair
 
 
-@functools.partial(jax.jit, static_argnames=("plan",))
-def _layer_grid(a, b, plan: Plan):
+@functools.partial(jax.jit, static_argnames=("plan", "mesh", "axes"))
+def _layer_grid(a, b, plan: Plan, mesh=None, axes=None):
   if plan.neighbours:
-    caches = [model_cache(x, plan) for x in (a, b)]
-    scores = cached_grids(caches, [(0, 1)], plan)[0, 1]
+    caches = [model_cache(x, plan, mesh, axes) for x in (a, b)]
+    scores = cached_grids(caches, [(0, 1)], plan, mesh, axes)[0, 1]
   else:
-    scores = generic_grid(plan, a, b)
+    scores = generic_grid(plan, a, b, mesh, axes)
   return LayerGrid(scores, *_best(scores))
 
 
@@ -295,6 +332,9 @@ def layer_grid(
     metric: str,
     a_layers: Float[ArrayLike, "la n da"] | Sequence[Float[ArrayLike, "n da_l"]],
     b_layers: Float[ArrayLike, "lb n db"] | Sequence[Float[ArrayLike, "n db_l"]],
+    *,
+    mesh: Mesh | None = None,
+    axis_name: str | tuple[str, ...] | None = None,
     **hyperparameters,
 ) -> LayerGrid:
   """Scores every (layer of A, layer of B) pair with one metric; reports the best pair.
@@ -316,6 +356,12 @@ def layer_grid(
       arrays (widths may differ between layers).
     b_layers: model B, likewise `[Lb, N, Db]` or a list of `[N, Db_l]`, with
       the same N samples.
+    mesh: split the work over this mesh's devices (auto or explicit axes):
+      each layer's kNN runs as the device ring (rows split), and the layer
+      pairs are divided between the devices. Without it, layers whose rows
+      are already split over several devices run on their own mesh. The
+      numbers equal the single-device ones.
+    axis_name: mesh axis (or axes) to split over; default all.
     **hyperparameters: the metric's keywords, defaults from
       `get_metric(metric).hyperparameters` (reference spellings such as
       `topk` accepted, as in `measure`). Static: each new value recompiles.
@@ -339,24 +385,24 @@ def layer_grid(
   """
   (a, b), n = _validation.layer_stacks([a_layers, b_layers], ["a_layers", "b_layers"])
   plan = make_plan(metric, hyperparameters, [a, b], ["a_layers", "b_layers"], n)
-  place = _mesh.placement(jax.tree.leaves((a, b)), shard=False)
-  return place.run(lambda _, a, b: _layer_grid(a, b, plan), a, b)
+  place = _mesh.placement(jax.tree.leaves((a, b)), mesh, axis_name)
+  return place.run(lambda mesh, a, b: _layer_grid(a, b, plan, mesh, place.axes), a, b)
 
 
 # --------------------------------------------------------------------------
 # Model zoos
 # --------------------------------------------------------------------------
 
-_model_cache_jit = jax.jit(model_cache, static_argnames=("plan",))
+_model_cache_jit = jax.jit(model_cache, static_argnames=("plan", "mesh", "axes"))
 
 
 def _model_pairs(m: int, symmetric: bool) -> list[tuple[int, int]]:
   return [(i, j) for i in range(m) for j in range(m) if not symmetric or i <= j]
 
 
-@functools.partial(jax.jit, static_argnames=("plan", "symmetric"))
-def _zoo_from_caches(caches, plan: Plan, symmetric: bool):
-  grids = cached_grids(caches, _model_pairs(len(caches), symmetric), plan)
+@functools.partial(jax.jit, static_argnames=("plan", "symmetric", "mesh", "axes"))
+def _zoo_from_caches(caches, plan: Plan, symmetric: bool, mesh=None, axes=None):
+  grids = cached_grids(caches, _model_pairs(len(caches), symmetric), plan, mesh, axes)
   return _assemble(grids, len(caches), symmetric)
 
 
@@ -386,6 +432,9 @@ _assemble_jit = jax.jit(_assemble, static_argnames=("m", "symmetric"))
 def zoo_alignment(
     models: Sequence[Float[ArrayLike, "l n d"] | Sequence[Float[ArrayLike, "n d_l"]]],
     metric: str = "mutual_knn",
+    *,
+    mesh: Mesh | None = None,
+    axis_name: str | tuple[str, ...] | None = None,
     **hyperparameters,
 ) -> ZooAlignment:
   """Best-layer alignment between every pair of M models, each layer's kNN computed once.
@@ -408,6 +457,9 @@ def zoo_alignment(
       `[N, D_l]` arrays; layer counts and widths may differ between models,
       N must be the same.
     metric: a registered metric name (default 'mutual_knn').
+    mesh: split the work over this mesh's devices, as for `layer_grid`
+      (same numbers as one device).
+    axis_name: mesh axis (or axes) to split over; default all.
     **hyperparameters: the metric's keywords, as for `layer_grid`.
 
   Returns:
@@ -438,13 +490,14 @@ def zoo_alignment(
   checked, n = _validation.layer_stacks(models, names)
   plan = make_plan(metric, hyperparameters, checked, names, n)
   symmetric = plan.info.symmetric
-  place = _mesh.placement(jax.tree.leaves(checked), shard=False)
+  place = _mesh.placement(jax.tree.leaves(checked), mesh, axis_name)
 
-  def zoo(_, checked):
+  def zoo(mesh, checked):
+    axes = place.axes
     if plan.neighbours:
-      caches = tuple(_model_cache_jit(model, plan) for model in checked)
-      return _zoo_from_caches(caches, plan, symmetric)
-    grids = {(i, j): _layer_grid(checked[i], checked[j], plan).scores
+      caches = tuple(_model_cache_jit(model, plan, mesh, axes) for model in checked)
+      return _zoo_from_caches(caches, plan, symmetric, mesh, axes)
+    grids = {(i, j): _layer_grid(checked[i], checked[j], plan, mesh, axes).scores
              for i, j in _model_pairs(len(checked), symmetric)}
     return _assemble_jit(grids, len(checked), symmetric)
 

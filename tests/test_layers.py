@@ -203,7 +203,7 @@ def test_hyper_parameters_match_the_registry(rng):
     _layers.layer_grid("mutual_knn", stacked, listed, k=N)
   with pytest.raises(ValueError, match=r"`k` must satisfy 2 <= k"):
     _layers.layer_grid("cknna", stacked, listed, k=1)
-  with pytest.raises(ValueError, match=r"hyper-parameter 'mesh'"):
+  with pytest.raises(ValueError, match=r"`mesh` must be a jax.sharding.Mesh"):
     _layers.layer_grid("cka", stacked, listed, mesh=object())
   with pytest.raises(ValueError, match=r"`precision` must be one of"):
     _layers.layer_grid("mutual_knn", stacked, listed, precision="fast")

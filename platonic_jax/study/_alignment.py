@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from jax.sharding import Mesh
 
 import platonic_jax as pj
 from platonic_jax import bench
@@ -105,7 +106,7 @@ def _identity(metric: str, a: str, b: str, config: Mapping[str, Any],
 
 def measure_pair(metric: str, a_layers: Sequence[np.ndarray], b_layers: Sequence[np.ndarray], *,
                  permutations: np.ndarray, resamples: np.ndarray, confidence: float = 0.95,
-                 fixed_pair: tuple[int, int] | None = None,
+                 fixed_pair: tuple[int, int] | None = None, mesh: Mesh | None = None,
                  **hyperparameters) -> dict[str, Any]:
   """Every number of one measurement of `metric` between two models.
 
@@ -117,6 +118,7 @@ def measure_pair(metric: str, a_layers: Sequence[np.ndarray], b_layers: Sequence
     resamples: int `[R, M]` half-samples (from `resamples`), shared across pairs.
     confidence: interval coverage.
     fixed_pair: the pre-chosen layer pair (default the last layers).
+    mesh: split every statistic over this mesh's devices (same numbers).
     **hyperparameters: the metric's keywords.
 
   Returns:
@@ -129,18 +131,19 @@ def measure_pair(metric: str, a_layers: Sequence[np.ndarray], b_layers: Sequence
   fixed pair).
   """
   search = _stats.layer_search_null(metric, list(a_layers), list(b_layers),
-                                    indices=permutations, fixed_pair=fixed_pair,
+                                    indices=permutations, fixed_pair=fixed_pair, mesh=mesh,
                                     **hyperparameters)
-  return _pair_fields(metric, search, a_layers, b_layers, resamples, confidence, hyperparameters)
+  return _pair_fields(metric, search, a_layers, b_layers, resamples, confidence, mesh,
+                      hyperparameters)
 
 
 def _pair_fields(metric: str, search: _stats.LayerSearchNull, a_layers, b_layers, resamples,
-                 confidence: float, hyperparameters) -> dict[str, Any]:
+                 confidence: float, mesh, hyperparameters) -> dict[str, Any]:
   """The record fields of one pair: its layer-search null and the two intervals."""
   intervals = {}
   for pair in {search.best_pair, search.fixed_pair}:
     interval = _stats.bootstrap_interval(metric, a_layers[pair[0]], b_layers[pair[1]],
-                                         indices=resamples, confidence=confidence,
+                                         indices=resamples, confidence=confidence, mesh=mesh,
                                          **hyperparameters)
     intervals[pair] = [interval.low, interval.high]
   return {
@@ -172,6 +175,7 @@ def measure_feature_sets(
     prepare: bool = True,
     records_path: str | os.PathLike | None = None,
     progress: Callable[[str], None] | None = None,
+    mesh: Mesh | None = None,
 ) -> list[dict[str, Any]]:
   """Measures every metric between every pair of feature sets, with nulls and intervals.
 
@@ -191,6 +195,10 @@ def measure_feature_sets(
       interrupted run resumes and changed features are measured again.
     progress: called with a one-line description of each measurement, after
       its layer-search null and before its intervals.
+    mesh: split every statistic over this mesh's devices (kNN searches as
+      the device ring, permutations and half-samples divided between the
+      devices); the numbers equal one device's (kNN scores exactly, CKA to
+      float32 rounding), so records made either way resume each other.
 
   Returns:
     The records of every requested measurement (read back or new), in
@@ -252,14 +260,14 @@ def measure_feature_sets(
                                          [fingerprints[i], fingerprints[j]]))
     todo = [pair for pair, record in by_pair.items() if record is None]
     searches = _stats.iter_zoo_search_nulls(info.name, layers, pairs=todo, indices=permutations,
-                                            **hyper) if todo else iter(())
+                                            mesh=mesh, **hyper) if todo else iter(())
     for (i, j), search in searches:
       if progress is not None:
         progress(f"{info.name}: {names[i]} vs {names[j]}")
       record = {"kind": RECORD_KIND, "metric": info.name, "a": names[i], "b": names[j],
                 "config": config, "fingerprints": [fingerprints[i], fingerprints[j]],
                 **_pair_fields(info.name, search, layers[i], layers[j], resamples, confidence,
-                               hyper),
+                               mesh, hyper),
                 "recorded_at": datetime.datetime.now(datetime.UTC).isoformat()}
       if writer is not None:
         writer.write(record)

@@ -35,11 +35,11 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import jax
 import jax.numpy as jnp
-from jax import lax
+from jax.sharding import Mesh
 from jax.typing import ArrayLike
 from jaxtyping import Float, Int
 
-from platonic_jax import _knn, _layers, _registry, _tiles, _validation
+from platonic_jax import _knn, _layers, _mesh, _registry, _tiles, _validation
 
 _PERMUTATION_STREAM = 0
 _RESAMPLE_STREAM = 1
@@ -238,9 +238,9 @@ def _permute_neighbours(nb: _knn.Neighbours, p) -> _knn.Neighbours:
   return nb._replace(index=index, similarity=jnp.take(nb.similarity, p, axis=-2))
 
 
-def _neighbours(x, plan):
+def _neighbours(x, plan, mesh=None, axes=None):
   k, precision, tile_size = plan.knn_args
-  return _knn.neighbours(x, k, precision, tile_size, include_self=plan.include_self)
+  return _knn.neighbours(x, k, precision, tile_size, mesh, axes, include_self=plan.include_self)
 
 
 def _knn_cost(plan, n: int, d: int) -> int:
@@ -250,41 +250,52 @@ def _knn_cost(plan, n: int, d: int) -> int:
   return 4 * tile * tile + n * (d + 4 * k)
 
 
-@functools.partial(jax.jit, static_argnames=("plan",))
-def _permutation_null(a, b, perms, plan):
-  """(observed score, null [P]) under row permutations `perms` of `b`."""
+def _with_identity(perms: np.ndarray) -> jax.Array:
+  """`[1 + P, N]`: the identity first, so the observed score comes out of the same map."""
+  identity = np.arange(perms.shape[1], dtype=np.int32)[None]
+  return jnp.asarray(np.concatenate([identity, perms]))
+
+
+@functools.partial(jax.jit, static_argnames=("plan", "mesh", "axes"))
+def _permuted_scores(a, b, perms, plan, mesh=None, axes=None):
+  """The metric on `(a, b[p])` for every row p of `perms` `[P, N]`, float32 `[P]`.
+
+  With `mesh` the kNN searches run as the device ring and the permutations
+  are split over the devices.
+  """
   n = a.shape[0]
   if not plan.neighbours:
     fn, kwargs = plan.info.fn, plan.kwargs
-    observed = fn(a, b, **kwargs).astype(jnp.float32)
-    null = _layers.batched_map(lambda p: fn(a, b[p], **kwargs).astype(jnp.float32), perms,
-                                perms.shape[0],
-                                plan.info.pair_cost(n, a.shape[1], b.shape[1], **kwargs))
-    return observed, null
-  na, nb = _neighbours(a, plan), _neighbours(b, plan)
+    return _layers.device_map(
+        lambda p, a, b: fn(a, b[p], **kwargs).astype(jnp.float32), perms, (a, b), mesh=mesh,
+        axes=axes, per_item_elements=plan.info.pair_cost(n, a.shape[1], b.shape[1], **kwargs))
   pair_fn, cost = _layers.pair_kernel(plan)
-  observed = pair_fn(na, nb)
-  null = _layers.batched_map(lambda p: pair_fn(na, _permute_neighbours(nb, p)), perms,
-                              perms.shape[0], cost(n) + 6 * n * plan.knn_args[0])
-  return observed, null
+  return _layers.device_map(
+      lambda p, na, nb: pair_fn(na, _permute_neighbours(nb, p)), perms,
+      (_neighbours(a, plan, mesh, axes), _neighbours(b, plan, mesh, axes)), mesh=mesh, axes=axes,
+      per_item_elements=cost(n) + 6 * n * plan.knn_args[0])
 
 
-@functools.partial(jax.jit, static_argnames=("plan",))
-def _bootstrap_samples(a, b, draws, plan):
-  """(the metric on all rows, the metric on `(a[r], b[r])` for each row r of `draws` `[R, M]`)."""
+@functools.partial(jax.jit, static_argnames=("plan", "mesh", "axes"))
+def _bootstrap_samples(a, b, draws, plan, mesh=None, axes=None):
+  """(the metric on all rows, the metric on `(a[r], b[r])` for each row r of `draws` `[R, M]`).
+
+  With `mesh` the full-sample score runs sharded over rows (the kNN ring, or
+  the metric's own sharded path) and the half-samples are split over the devices.
+  """
   m = draws.shape[1]
   if not plan.neighbours:
     fn, kwargs = plan.info.fn, plan.kwargs
-    observed = fn(a, b, **kwargs).astype(jnp.float32)
-    return observed, _layers.batched_map(
-        lambda r: fn(a[r], b[r], **kwargs).astype(jnp.float32), draws, draws.shape[0],
-        plan.info.pair_cost(m, a.shape[1], b.shape[1], **kwargs))
+    observed = fn(a, b, **{**kwargs, "mesh": mesh, "axis_name": axes}).astype(jnp.float32)
+    return observed, _layers.device_map(
+        lambda r, a, b: fn(a[r], b[r], **kwargs).astype(jnp.float32), draws, (a, b), mesh=mesh,
+        axes=axes, per_item_elements=plan.info.pair_cost(m, a.shape[1], b.shape[1], **kwargs))
   pair_fn, cost = _layers.pair_kernel(plan)
-  observed = pair_fn(_neighbours(a, plan), _neighbours(b, plan))
+  observed = pair_fn(_neighbours(a, plan, mesh, axes), _neighbours(b, plan, mesh, axes))
   per_item = _knn_cost(plan, m, a.shape[1]) + _knn_cost(plan, m, b.shape[1]) + cost(m)
-  return observed, _layers.batched_map(
-      lambda r: pair_fn(_neighbours(a[r], plan), _neighbours(b[r], plan)), draws,
-      draws.shape[0], per_item)
+  return observed, _layers.device_map(
+      lambda r, a, b: pair_fn(_neighbours(a[r], plan), _neighbours(b[r], plan)), draws, (a, b),
+      mesh=mesh, axes=axes, per_item_elements=per_item)
 
 
 # --------------------------------------------------------------------------
@@ -299,6 +310,8 @@ def permutation_test(
     num_permutations: int = 100,
     seed: int = 0,
     indices: Int[ArrayLike, "p n"] | None = None,
+    mesh: Mesh | None = None,
+    axis_name: str | tuple[str, ...] | None = None,
     **hyperparameters,
 ) -> PermutationTest:
   """The metric beside its null under shuffled sample correspondence.
@@ -319,8 +332,14 @@ def permutation_test(
     seed: non-negative int for `permutations(N, P, seed)`.
     indices: optional int `[P, N]` permutations (e.g. from `permutations`) to
       share across several tests; overrides `num_permutations` and `seed`.
+    mesh: split the work over this mesh's devices (auto or explicit axes):
+      kNN searches run as the device ring (rows split), and the permutations
+      are divided between the devices. Without it, inputs whose rows are
+      already split over several devices run on their own mesh. The numbers
+      equal the single-device ones.
+    axis_name: mesh axis (or axes) to split over; default all.
     **hyperparameters: the metric's keywords (static; reference spellings
-      such as `topk` accepted). `mesh`/`axis_name` are not supported.
+      such as `topk` accepted).
 
   Returns:
     `PermutationTest(score, null_mean, null_std, p_value, null [P])`; the
@@ -342,8 +361,12 @@ def permutation_test(
     perms = permutations(n, _validation.positive_int(num_permutations, "num_permutations"), seed)
   else:
     perms = _check_indices(indices, n, "permutation")
-  observed, null = _permutation_null(a, b, jnp.asarray(perms), plan)
-  score, null = float(observed), np.asarray(null, np.float32)
+  place = _mesh.placement([a, b], mesh, axis_name)
+  scores = place.run(lambda mesh, a, b, perms: _permuted_scores(a, b, perms, plan, mesh,
+                                                                place.axes),
+                     a, b, _with_identity(perms))
+  scores = np.asarray(scores, np.float32)
+  score, null = float(scores[0]), scores[1:]
   return PermutationTest(score, float(null.mean()), float(null.std()),
                          _p_value(score, null, info.higher_is_more_similar), null)
 
@@ -357,6 +380,8 @@ def bootstrap_interval(
     confidence: float = 0.95,
     seed: int = 0,
     indices: Int[ArrayLike, "r m"] | None = None,
+    mesh: Mesh | None = None,
+    axis_name: str | tuple[str, ...] | None = None,
     **hyperparameters,
 ) -> BootstrapInterval:
   """The metric with a half-sampling bootstrap interval over samples.
@@ -397,8 +422,13 @@ def bootstrap_interval(
     indices: optional int `[R, M]` rows of distinct sample indices (e.g. from
       `resamples`) to share across several intervals; overrides
       `num_resamples` and `seed`.
-    **hyperparameters: the metric's keywords (static); `mesh`/`axis_name`
-      are not supported.
+    mesh: split the work over this mesh's devices (auto or explicit axes):
+      the full-sample score runs sharded over rows (the kNN ring, or the
+      metric's own sharded path) and the half-samples are divided between
+      the devices; inputs already row-sharded run on their own mesh. The
+      numbers equal the single-device ones.
+    axis_name: mesh axis (or axes) to split over; default all.
+    **hyperparameters: the metric's keywords (static).
 
   Returns:
     `BootstrapInterval(score, low, high, samples [R])`.
@@ -426,7 +456,10 @@ def bootstrap_interval(
         f"`k` = {plan.knn_args[0]} must be below the half-sample size M = {draws.shape[1]} "
         f"(intervals subsample M = N // 2 of N = {n} rows); use a smaller `k` or more "
         f"samples.")
-  observed, samples = _bootstrap_samples(a, b, jnp.asarray(draws), plan)
+  place = _mesh.placement([a, b], mesh, axis_name)
+  observed, samples = place.run(
+      lambda mesh, a, b, draws: _bootstrap_samples(a, b, draws, plan, mesh, place.axes),
+      a, b, jnp.asarray(draws))
   score, samples = float(observed), np.asarray(samples, np.float64)
   samples = (score + (samples - samples.mean())).astype(np.float32)
   low, high = np.quantile(samples, [(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0])
@@ -443,46 +476,38 @@ def _permute_model(model, p):
   return model[:, p]
 
 
-def _search_null_from_caches(cache_a, cache_b, perms, fixed, plan):
-  """(grid [La, Lb], null maxima [P], fixed-pair null [P]) from per-layer `Neighbours`.
+def _grids_from_caches(cache_a, cache_b, perms, plan, mesh=None, axes=None):
+  """Layer grids `[P, La, Lb]` from per-layer `Neighbours`, `b` permuted by each row of `perms`.
 
-  `fixed` is an int `[2]` array (traced: one compilation serves every pair).
+  Each grid batches its own layer pairs within the working-set budget, so a
+  device takes its permutations one after another.
   """
-  def grid_of(cache):
-    return _layers.cached_grids([cache_a, cache], [(0, 1)], plan)[0, 1]
-
-  def one(p):
-    grid = grid_of(_permute_neighbours(cache_b, p))
-    return grid.max(), grid[fixed[0], fixed[1]]
-
-  # Each grid batches its own layer pairs within the working-set budget, so
-  # permutations go one after another.
-  null_max, null_fixed = lax.map(one, perms)
-  return grid_of(cache_b), null_max, null_fixed
+  return _layers.device_map(
+      lambda p, ca, cb: _layers.cached_grids([ca, _permute_neighbours(cb, p)], [(0, 1)],
+                                             plan)[0, 1],
+      perms, (cache_a, cache_b), mesh=mesh, axes=axes)
 
 
-_search_null_from_caches_jit = jax.jit(_search_null_from_caches, static_argnames=("plan",))
-_model_cache_jit = jax.jit(_layers.model_cache, static_argnames=("plan",))
+_grids_from_caches_jit = jax.jit(_grids_from_caches, static_argnames=("plan", "mesh", "axes"))
+_model_cache_jit = jax.jit(_layers.model_cache, static_argnames=("plan", "mesh", "axes"))
 
 
-@functools.partial(jax.jit, static_argnames=("plan",))
-def _layer_search_null(a, b, perms, fixed, plan):
-  """(observed grid [La, Lb], null maxima [P], fixed-pair null [P]); `fixed` int `[2]`."""
+@functools.partial(jax.jit, static_argnames=("plan", "mesh", "axes"))
+def _search_grids(a, b, perms, plan, mesh=None, axes=None):
+  """Layer grids `[P, La, Lb]` with every layer of `b` permuted by each row of `perms`."""
   if plan.neighbours:
-    return _search_null_from_caches(_layers.model_cache(a, plan), _layers.model_cache(b, plan),
-                                    perms, fixed, plan)
-
-  def one(p):
-    grid = _layers.generic_grid(plan, a, _permute_model(b, p))
-    return grid.max(), grid[fixed[0], fixed[1]]
-
-  null_max, null_fixed = lax.map(one, perms)
-  return _layers.generic_grid(plan, a, b), null_max, null_fixed
+    return _grids_from_caches(_layers.model_cache(a, plan, mesh, axes),
+                              _layers.model_cache(b, plan, mesh, axes), perms, plan, mesh, axes)
+  return _layers.device_map(lambda p, a, b: _layers.generic_grid(plan, a, _permute_model(b, p)),
+                            perms, (a, b), mesh=mesh, axes=axes)
 
 
-def _search_result(grid, null_max, null_fixed, fixed: tuple[int, int]) -> LayerSearchNull:
-  grid = np.asarray(grid, np.float32)
-  null_max, null_fixed = np.asarray(null_max, np.float32), np.asarray(null_fixed, np.float32)
+def _search_result(grids, fixed: tuple[int, int]) -> LayerSearchNull:
+  """The result from grids `[1 + P, La, Lb]`: the observed grid first, then the null's."""
+  grids = np.asarray(grids, np.float32)
+  grid, null_grids = grids[0], grids[1:]
+  null_max = null_grids.max(axis=(1, 2))
+  null_fixed = null_grids[:, fixed[0], fixed[1]]
   flat = int(np.argmax(grid))
   best = float(grid.reshape(-1)[flat])
   fixed_score = float(grid[fixed])
@@ -502,6 +527,8 @@ def layer_search_null(
     seed: int = 0,
     fixed_pair: tuple[int, int] | None = None,
     indices: Int[ArrayLike, "p n"] | None = None,
+    mesh: Mesh | None = None,
+    axis_name: str | tuple[str, ...] | None = None,
     **hyperparameters,
 ) -> LayerSearchNull:
   """The best-layer score beside the null of the layer search itself.
@@ -524,6 +551,11 @@ def layer_search_null(
     fixed_pair: `(i, j)` layer indices (negative values count from the end);
       default `(La - 1, Lb - 1)`.
     indices: optional int `[P, N]` permutations, overriding the two above.
+    mesh: split the work over this mesh's devices (auto or explicit axes):
+      each layer's kNN runs as the device ring and the permutations are
+      divided between the devices; layers already row-sharded run on their
+      own mesh. The numbers equal the single-device ones.
+    axis_name: mesh axis (or axes) to split over; default all.
     **hyperparameters: the metric's keywords, as for `layer_grid`.
 
   Returns:
@@ -546,8 +578,10 @@ def layer_search_null(
     perms = permutations(n, _validation.positive_int(num_permutations, "num_permutations"), seed)
   else:
     perms = _check_indices(indices, n, "permutation")
-  return _search_result(*_layer_search_null(a, b, jnp.asarray(perms), jnp.asarray(fixed), plan),
-                        fixed)
+  place = _mesh.placement(jax.tree.leaves((a, b)), mesh, axis_name)
+  grids = place.run(lambda mesh, a, b, perms: _search_grids(a, b, perms, plan, mesh, place.axes),
+                    a, b, _with_identity(perms))
+  return _search_result(grids, fixed)
 
 
 def iter_zoo_search_nulls(
@@ -559,6 +593,8 @@ def iter_zoo_search_nulls(
     seed: int = 0,
     fixed_layers: Sequence[int] | None = None,
     indices: Int[ArrayLike, "p n"] | None = None,
+    mesh: Mesh | None = None,
+    axis_name: str | tuple[str, ...] | None = None,
     **hyperparameters,
 ) -> Iterator[tuple[tuple[int, int], LayerSearchNull]]:
   """`layer_search_null` for many model pairs of a zoo, each model's kNN computed once.
@@ -578,6 +614,8 @@ def iter_zoo_search_nulls(
     num_permutations, seed, indices: the permutations, as `layer_search_null`.
     fixed_layers: each model's pre-chosen layer (negative counts from the
       end); default every model's last layer.
+    mesh, axis_name: split the work over a mesh's devices, as for
+      `layer_search_null` (same numbers as one device).
     **hyperparameters: the metric's keywords.
 
   Raises:
@@ -609,18 +647,26 @@ def iter_zoo_search_nulls(
     perms = permutations(n, _validation.positive_int(num_permutations, "num_permutations"), seed)
   else:
     perms = _check_indices(indices, n, "permutation")
-  perms = jnp.asarray(perms)
+  perms = _with_identity(perms)
+  place = _mesh.placement(jax.tree.leaves(checked), mesh, axis_name)
   caches = {}
+
+  def cache(m: int):
+    if m not in caches:
+      caches[m] = place.run(lambda mesh, x: _model_cache_jit(x, plan, mesh, place.axes),
+                            checked[m])
+    return caches[m]
+
   for i, j in pairs:
     fixed = _fixed_pair((fixed_layers[i], fixed_layers[j]), counts[i], counts[j])
     if plan.neighbours:
-      for m in (i, j):
-        if m not in caches:
-          caches[m] = _model_cache_jit(checked[m], plan)
-      result = _search_null_from_caches_jit(caches[i], caches[j], perms, jnp.asarray(fixed), plan)
+      grids = place.run(lambda mesh, ca, cb, perms: _grids_from_caches_jit(
+          ca, cb, perms, plan, mesh, place.axes), cache(i), cache(j), perms)
     else:
-      result = _layer_search_null(checked[i], checked[j], perms, jnp.asarray(fixed), plan)
-    yield (i, j), _search_result(*result, fixed)
+      grids = place.run(lambda mesh, a, b, perms: _search_grids(a, b, perms, plan, mesh,
+                                                                place.axes),
+                        checked[i], checked[j], perms)
+    yield (i, j), _search_result(grids, fixed)
 
 
 def _fixed_pair(fixed_pair, la: int, lb: int) -> tuple[int, int]:

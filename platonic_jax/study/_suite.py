@@ -437,9 +437,9 @@ def _pad_width(sets: Sequence[_inputs.FeatureSet]) -> int:
 # --------------------------------------------------------------------------
 
 def _align(config: SuiteConfig, comparisons: Sequence[Comparison], features_dir: pathlib.Path,
-           records_path: pathlib.Path, log) -> tuple[list[dict[str, Any]], list[Comparison]]:
+           records_path: pathlib.Path, mesh, log) -> tuple[list[dict[str, Any]], list[Comparison]]:
   """Every comparison's records (read back when already written), and the comparisons
-  without the sets left out (`padded_sets`)."""
+  without the sets left out (`padded_sets`); statistics split over `mesh` when given."""
   by_dataset: dict[str, list[Comparison]] = {}
   for c in comparisons:
     by_dataset.setdefault(c.dataset, []).append(c)
@@ -467,7 +467,7 @@ def _align(config: SuiteConfig, comparisons: Sequence[Comparison], features_dir:
           [sets[n] for n in c.members], config.metrics, k=config.k,
           num_permutations=config.num_permutations, num_resamples=config.num_resamples,
           confidence=config.confidence, seed=config.seed, prepare=False,
-          records_path=records_path,
+          records_path=records_path, mesh=mesh,
           progress=lambda what, c=c: progress.step(f"{c.name}: {what}"))
       progress.done = before + len(got)
       log(f"[align] {c.name}: {len(got)} measurements ({len(c.members)} sets, width {width})")
@@ -565,7 +565,7 @@ def run_suite(config: SuiteConfig = SuiteConfig(), *,
   latents = [d for d in _datasets(spec) if api.dataset_spec(d).latent_dim]
   comparisons = plan_comparisons(spec, num_params, latents)
   records_path = output_dir / "records.jsonl"
-  records, comparisons = _align(config, comparisons, features_dir, records_path, log)
+  records, comparisons = _align(config, comparisons, features_dir, records_path, mesh, log)
   seconds["align"] = time.monotonic() - start
 
   start = stage("bench", 5)
