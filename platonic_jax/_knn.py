@@ -84,46 +84,42 @@ def select_top_k(values: Float[Array, "r c"], index: Int[Array, "r c"], k: int):
 
   Candidates may come in any order and from any blocks (indices distinct
   within a row, except that sentinel entries of value -inf may repeat). For
-  small k this is k vectorised max-extractions, O(r c k); otherwise one
+  small k this is k vectorised max-extractions, O(r c k), unrolled so that
+  XLA fuses each removal into the next extraction; otherwise one
   lexicographic sort, O(r c log c).
   """
   if k > _EXTRACTION_MAX_K:
     neg, index = lax.sort((-values, index), dimension=1, num_keys=2)
     return -neg[:, :k], index[:, :k]
-  rows = values.shape[0]
-
-  def extract(j, carry):
-    values, index, best_values, best_index = carry
+  best_values, best_index = [], []
+  for _ in range(k):
     top = values.max(axis=1, keepdims=True)
     chosen = jnp.min(jnp.where(values == top, index, _NO_INDEX), axis=1, keepdims=True)
     taken = index == chosen
-    return (jnp.where(taken, _NEG_INF, values), jnp.where(taken, _NO_INDEX, index),
-            best_values.at[:, j].set(top[:, 0]), best_index.at[:, j].set(chosen[:, 0]))
-
-  init = (values, index, jnp.zeros((rows, k), values.dtype), jnp.zeros((rows, k), index.dtype))
-  return lax.fori_loop(0, k, extract, init)[2:]
+    values, index = jnp.where(taken, _NEG_INF, values), jnp.where(taken, _NO_INDEX, index)
+    best_values.append(top)
+    best_index.append(chosen)
+  return jnp.concatenate(best_values, axis=1), jnp.concatenate(best_index, axis=1)
 
 
 def select_top_k_by_position(values: Float[Array, "r c"], k: int):
   """`select_top_k` with each candidate's index its column: no index array to carry.
 
-  k extractions of three passes each (max, first column at the max, removal), O(r c k);
-  a lexicographic sort for k > 16.
+  k unrolled extractions of two fused passes each (removal of the previous
+  choice with the max; first column at the max), O(r c k); a lexicographic
+  sort for k > 16.
   """
   column = lax.broadcasted_iota(jnp.int32, values.shape, 1)
   if k > _EXTRACTION_MAX_K:
     return select_top_k(values, column, k)
-  rows = values.shape[0]
-
-  def extract(j, carry):
-    values, best_values, best_index = carry
+  best_values, best_index = [], []
+  for _ in range(k):
     top = values.max(axis=1, keepdims=True)
     chosen = jnp.min(jnp.where(values == top, column, _NO_INDEX), axis=1, keepdims=True)
-    return (jnp.where(column == chosen, _NEG_INF, values),
-            best_values.at[:, j].set(top[:, 0]), best_index.at[:, j].set(chosen[:, 0]))
-
-  init = (values, jnp.zeros((rows, k), values.dtype), jnp.zeros((rows, k), jnp.int32))
-  return lax.fori_loop(0, k, extract, init)[1:]
+    values = jnp.where(column == chosen, _NEG_INF, values)
+    best_values.append(top)
+    best_index.append(chosen)
+  return jnp.concatenate(best_values, axis=1), jnp.concatenate(best_index, axis=1)
 
 
 def merge(run_values, run_index, new_values, new_index, k: int):
@@ -135,29 +131,44 @@ def merge(run_values, run_index, new_values, new_index, k: int):
 # Group lists. Columns fall into groups of g consecutive global indices (group
 # id = column // g). For every row we keep the k best groups seen so far,
 # ranked by (group maximum desc, group id asc), with the g similarities of each
-# (`GroupLists` = (maxima [r, k], ids [r, k], members [r, k, g])). The row's
-# top k lie inside its k best groups: an element of any other group is
-# outranked by the maxima of k better groups (a tied maximum sits in a group
-# of lower indices). So each tile costs one max-reduction into groups and a
-# selection among tile/g group maxima per row, and elements are selected once,
-# at the end, among k g members. Negative ids are sentinels (all members -inf).
+# (`GroupLists` = (maxima [r, k], ids [r, k], members [r, k, g]), always in
+# that order). The row's top k lie inside its k best groups: an element of any
+# other group is outranked by the maxima of k better groups (a tied maximum
+# sits in a group of lower indices). So each tile costs one max-reduction into
+# groups and a selection among tile/g group maxima per row, two ordered lists
+# merge by ranks, and elements are selected once, at the end, among k g
+# members. Negative ids are sentinels (all members -inf).
 
 def empty_group_lists(rows: int, k: int, g: int):
-  """Group lists `[rows]` holding only sentinels."""
+  """Group lists `[rows]` holding only sentinels (ids -k..-1: in list order)."""
   return (jnp.full((rows, k), _NEG_INF, jnp.float32),
-          jnp.broadcast_to(-1 - jnp.arange(k, dtype=jnp.int32), (rows, k)),
+          jnp.broadcast_to(jnp.arange(-k, 0, dtype=jnp.int32), (rows, k)),
           jnp.full((rows, k, g), _NEG_INF, jnp.float32))
 
 
 def merge_group_lists(a, b, k: int):
-  """The k best groups of two group lists (any order), with their members."""
-  maxima, ids, members = (jnp.concatenate([x, y], axis=1) for x, y in zip(a, b))
-  top, chosen = select_top_k(maxima, ids, k)
-  m = ids.shape[1]
-  # Position of each chosen id; duplicated (sentinel) ids have equal members, any will do.
-  pos = jnp.min(jnp.where(ids[:, None, :] == chosen[:, :, None], jnp.arange(m, dtype=jnp.int32), m),
-                axis=2)
-  return top, chosen, jnp.take_along_axis(members, pos[:, :, None], axis=1)
+  """The k best groups of two group lists, each in list order, with their members.
+
+  A stable merge by ranks: entry i of `a` lands at i + #{entries of `b`
+  strictly better}, entry j of `b` at j + #{entries of `a` at least as good},
+  a permutation of the 2k places (equal sentinel entries included), so the
+  first k places are the k best in list order. O(r k^2) comparisons and one
+  gather of the k chosen groups' members, without a selection loop.
+  """
+  (va, ia, ma), (vb, ib, mb) = a, b
+  ka, kb = va.shape[1], vb.shape[1]
+  b_better = (vb[:, None, :] > va[:, :, None]) | (
+      (vb[:, None, :] == va[:, :, None]) & (ib[:, None, :] < ia[:, :, None]))  # [r, ka, kb]
+  rank = jnp.concatenate([jnp.arange(ka, dtype=jnp.int32) + b_better.sum(2, dtype=jnp.int32),
+                          jnp.arange(kb, dtype=jnp.int32) + (~b_better).sum(1, dtype=jnp.int32)],
+                         axis=1)
+  place = jnp.arange(k, dtype=jnp.int32)
+  source = jnp.sum(jnp.where(rank[:, :, None] == place, jnp.arange(ka + kb, dtype=jnp.int32)[:, None],
+                             0), axis=1)  # [r, k]: which entry lands at each of the first k places
+  values, ids = jnp.concatenate([va, vb], axis=1), jnp.concatenate([ia, ib], axis=1)
+  members = jnp.concatenate([ma, mb], axis=1)
+  return (jnp.take_along_axis(values, source, axis=1), jnp.take_along_axis(ids, source, axis=1),
+          jnp.take_along_axis(members, source[:, :, None], axis=1))
 
 
 def fold_groups(lists, maxima: Float[Array, "r G"], members_of, first_group, k: int,
@@ -173,7 +184,7 @@ def fold_groups(lists, maxima: Float[Array, "r G"], members_of, first_group, k: 
     top, chosen = select_top_k_by_position(maxima, k)
   else:
     top, chosen = lax.approx_max_k(maxima, k, recall_target=approx_recall)
-    chosen = chosen.astype(jnp.int32)
+    top, chosen = select_top_k(top, chosen.astype(jnp.int32), k)  # into list order
   return merge_group_lists(lists, (top, chosen + first_group, members_of(chosen)), k)
 
 

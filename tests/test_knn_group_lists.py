@@ -62,6 +62,46 @@ def test_group_lists_merge_with_repeated_sentinels():
   np.testing.assert_array_equal(index, [[14, 4, 5]])  # a tie goes to the lower index
 
 
+def _ordered_lists(rng, rows, k, g, ids_from, sentinels):
+  """Group lists in list order (maximum desc, id asc) with integer ties and sentinel tails."""
+  values = rng.integers(0, 4, (rows, 3 * k)).astype(np.float32)
+  ids = np.stack([rng.permutation(3 * k) for _ in range(rows)]).astype(np.int32) + ids_from
+  top, chosen = _knn.select_top_k(jnp.asarray(values), jnp.asarray(ids), k)
+  top, chosen = np.array(top), np.array(chosen)
+  for r, count in enumerate(sentinels):
+    if count:
+      top[r, k - count:] = -np.inf
+      chosen[r, k - count:] = np.arange(-count, 0)
+  members = rng.normal(size=(rows, k, g)).astype(np.float32)
+  members[np.isneginf(top)] = -np.inf
+  return jnp.asarray(top), jnp.asarray(chosen), jnp.asarray(members)
+
+
+def test_rank_merge_equals_selecting_from_both_lists(rng):
+  """The stable rank merge keeps the k best by (maximum desc, id asc), ties across lists included."""
+  rows, k, g = 64, 10, 4
+  sentinels_a = rng.integers(0, k + 1, rows)
+  sentinels_b = rng.integers(0, k + 1, rows)
+  a = _ordered_lists(rng, rows, k, g, 0, sentinels_a)
+  b = _ordered_lists(rng, rows, k, g, 3 * k, sentinels_b)
+  top, ids, members = _knn.merge_group_lists(a, b, k)
+  values = jnp.concatenate([a[0], b[0]], axis=1)
+  index = jnp.concatenate([a[1], b[1]], axis=1)
+  want_top, want_ids = _knn.select_top_k(values, index, k)
+  np.testing.assert_array_equal(top, want_top)
+  real = np.isfinite(np.asarray(want_top))
+  np.testing.assert_array_equal(np.asarray(ids)[real], np.asarray(want_ids)[real])
+  assert (np.asarray(ids)[~real] < 0).all()
+  every = np.concatenate([np.asarray(a[2]), np.asarray(b[2])], axis=1)
+  for r in range(rows):
+    for p in np.nonzero(real[r])[0]:
+      source = list(np.asarray(index[r])).index(int(ids[r, p]))
+      np.testing.assert_array_equal(members[r, p], every[r, source])
+  # list order holds, so merged lists merge again
+  again = _knn.merge_group_lists((top, ids, members), _knn.empty_group_lists(rows, k, g), k)
+  np.testing.assert_array_equal(again[0], top)
+
+
 def test_approx_recall_is_exact_on_cpu(rng):
   x = rng.standard_normal((150, 8)).astype(np.float32)
   if jax.default_backend() != "cpu":
