@@ -2,13 +2,15 @@
 
   python scripts/bench.py --filter='knn/*' --sizes=small --output=/tmp/knn.jsonl
 
-Expected on the 2-core CPU (cpu preset), from side-by-side CPU-time medians
-on a shared machine (BUILD_NOTES, "kNN on CPU"): ours takes 0.6-1.2x the
-computed GEMM floor (two Grams at the machine's GEMM rate; 1.2 at N = 1024,
-about 0.62 at N = 16384, D = 1024) and is 1.7-2.6x faster than FAISS
-IndexFlatIP in its fastest OpenBLAS setting; the dense reference-style path
-runs out of memory past N = 32768. All implementations give the same
-mutual_knn up to tie-breaking.
+Expected on the 2-core CPU (cpu preset; the published run in
+benchmarks/results/cpu.md, BUILD_NOTES "kNN on CPU"): ours takes 0.76x the
+computed GEMM floor at N = 16384, D = 1024 (two Grams at the machine's GEMM
+rate) and 1.2-1.75x at D = 256; against FAISS IndexFlatIP in its fastest
+OpenBLAS setting it is 1.26-1.55x faster at D = 1024 from N = 4096, level at
+N = 1024 and at D = 256 up to N = 32768, slower at N = 65536 and 131072. The
+dense reference-style path and the torch reference run out of memory past
+N = 16384 and 32768. All implementations give the same mutual_knn up to
+tie-breaking.
 """
 
 from __future__ import annotations
