@@ -260,16 +260,25 @@ def symmetric_pass(lists, blocks, offset, n_valid: int, k: int, precision: str, 
   rows_of_pairs, cols_of_pairs = _tiles.upper_tile_pairs(num)
   off_diagonal = rows_of_pairs != cols_of_pairs
 
-  def pair_step(lists, pair):
+  # Row-side and column-side results go to two list arrays, merged after the
+  # scan: each step then updates one block of each array from that block alone,
+  # which XLA does in place. With one array, the step's second update reads
+  # the array the first one wrote, and XLA copied the whole [T, tile, ...]
+  # carry twice per step (O(N) bytes per tile pair).
+  def pair_step(carry, pair):
+    row_side, column_side = carry
     i, j = pair
     s = masked_tile(blocks[i], blocks[j], offset + i * tile, offset + j * tile, n_valid, precision)
-    rows, cols = fold_tile(_block(lists, i), _block(lists, j), s, offset + i * tile,
+    rows, cols = fold_tile(_block(row_side, i), _block(column_side, j), s, offset + i * tile,
                            offset + j * tile, g, k, approx_recall)
-    return _set_block(_set_block(lists, j, cols), i, rows), None
+    return (_set_block(row_side, i, rows), _set_block(column_side, j, cols)), None
 
   if off_diagonal.any():
-    lists, _ = lax.scan(pair_step, lists, (jnp.asarray(rows_of_pairs[off_diagonal]),
-                                           jnp.asarray(cols_of_pairs[off_diagonal])))
+    column_side = _as_tiles(empty_group_lists(num * tile, k, g), num)
+    (lists, column_side), _ = lax.scan(
+        pair_step, (lists, column_side),
+        (jnp.asarray(rows_of_pairs[off_diagonal]), jnp.asarray(cols_of_pairs[off_diagonal])))
+    lists = _as_tiles(merge_group_lists(_as_rows(lists), _as_rows(column_side), k), num)
   half = tile // 2
 
   if half >= _MIN_SPLIT_ROWS and half % g == 0 and half // g >= k:
