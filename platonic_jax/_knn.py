@@ -102,24 +102,28 @@ def select_top_k(values: Float[Array, "r c"], index: Int[Array, "r c"], k: int):
   return jnp.concatenate(best_values, axis=1), jnp.concatenate(best_index, axis=1)
 
 
-def select_top_k_by_position(values: Float[Array, "r c"], k: int):
-  """`select_top_k` with each candidate's index its column: no index array to carry.
+def select_top_k_by_position(values: Float[Array, "r c"], k: int, axis: int = 1):
+  """`select_top_k` with each candidate's index its position: no index array to carry.
 
-  k unrolled extractions of two fused passes each (removal of the previous
-  choice with the max; first column at the max), O(r c k); a lexicographic
-  sort for k > 16.
+  Selects along `axis` (1: candidates in columns, each row's `[r, k]` out;
+  0: candidates in rows, the `[k, c]` best of each column, which spares a
+  transposed copy of the candidates). k unrolled extractions of two fused
+  passes each (removal of the previous choice with the max; first position
+  at the max), O(r c k); a lexicographic sort for k > 16.
   """
-  column = lax.broadcasted_iota(jnp.int32, values.shape, 1)
+  position = lax.broadcasted_iota(jnp.int32, values.shape, axis)
   if k > _EXTRACTION_MAX_K:
-    return select_top_k(values, column, k)
+    if axis == 0:
+      return tuple(a.T for a in select_top_k(values.T, position.T, k))
+    return select_top_k(values, position, k)
   best_values, best_index = [], []
   for _ in range(k):
-    top = values.max(axis=1, keepdims=True)
-    chosen = jnp.min(jnp.where(values == top, column, _NO_INDEX), axis=1, keepdims=True)
-    values = jnp.where(column == chosen, _NEG_INF, values)
+    top = values.max(axis=axis, keepdims=True)
+    chosen = jnp.min(jnp.where(values == top, position, _NO_INDEX), axis=axis, keepdims=True)
+    values = jnp.where(position == chosen, _NEG_INF, values)
     best_values.append(top)
     best_index.append(chosen)
-  return jnp.concatenate(best_values, axis=1), jnp.concatenate(best_index, axis=1)
+  return jnp.concatenate(best_values, axis=axis), jnp.concatenate(best_index, axis=axis)
 
 
 def merge(run_values, run_index, new_values, new_index, k: int):
@@ -171,18 +175,28 @@ def merge_group_lists(a, b, k: int):
           jnp.take_along_axis(members, source[:, :, None], axis=1))
 
 
-def fold_groups(lists, maxima: Float[Array, "r G"], members_of, first_group, k: int,
-                approx_recall: float | None = None):
+def fold_groups(lists, maxima, members_of, first_group, k: int,
+                approx_recall: float | None = None, groups_axis: int = 1):
   """Folds one tile side into `lists`: row r's columns in G groups of g.
 
-  `maxima` holds each group's maximum; `members_of(chosen)` gathers the
+  `maxima` holds each group's maximum, `[r, G]` (`groups_axis=1`) or
+  `[G, r]` (`groups_axis=0`: the column side, selected in that layout rather
+  than through a transposed copy); `members_of(chosen)` gathers the
   `[r, k, g]` similarities of the chosen local groups `[r, k]`.
   `first_group` is the global id of group 0. Cost: O(r G k) for the
   selection (`lax.approx_max_k` with `approx_recall`) plus O(r k g).
   """
+  # NaN maxima become -inf (a non-finite input is reported by the callers'
+  # `finite` flag). The select also keeps the maxima a materialised array:
+  # without it XLA rewrites the first extraction's max of the group maxima as
+  # a second max-reduction over the whole [r, c] tile.
+  maxima = jnp.where(maxima == maxima, maxima, _NEG_INF)
   if approx_recall is None:
-    top, chosen = select_top_k_by_position(maxima, k)
+    top, chosen = select_top_k_by_position(maxima, k, axis=groups_axis)
+    if groups_axis == 0:
+      top, chosen = top.T, chosen.T
   else:
+    maxima = maxima.T if groups_axis == 0 else maxima
     top, chosen = lax.approx_max_k(maxima, k, recall_target=approx_recall)
     top, chosen = select_top_k(top, chosen.astype(jnp.int32), k)  # into list order
   return merge_group_lists(lists, (top, chosen + first_group, members_of(chosen)), k)
@@ -226,7 +240,8 @@ def fold_tile(row_lists, col_lists, s, row0, col0, g: int, k: int, approx_recall
 
   def column_side(lists):
     members = lambda chosen: by_columns[chosen, :, jnp.arange(c)[:, None]]
-    return fold_groups(lists, by_columns.max(axis=1).T, members, row0 // g, k, approx_recall)
+    return fold_groups(lists, by_columns.max(axis=1), members, row0 // g, k, approx_recall,
+                       groups_axis=0)
 
   if columns:
     col_lists = column_side(col_lists)
