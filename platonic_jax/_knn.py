@@ -150,6 +150,12 @@ def empty_group_lists(rows: int, k: int, g: int):
           jnp.full((rows, k, g), _NEG_INF, jnp.float32))
 
 
+def _take(values, index, axis: int):
+  """`jnp.take_along_axis` for indices in range by construction: no bounds or
+  negative-index logic in the (fused, per-element) gather loop."""
+  return jnp.take_along_axis(values, index, axis=axis, mode="promise_in_bounds")
+
+
 def merge_group_lists(a, b, k: int):
   """The k best groups of two group lists, each in list order, with their members.
 
@@ -171,8 +177,8 @@ def merge_group_lists(a, b, k: int):
                              0), axis=1)  # [r, k]: which entry lands at each of the first k places
   values, ids = jnp.concatenate([va, vb], axis=1), jnp.concatenate([ia, ib], axis=1)
   members = jnp.concatenate([ma, mb], axis=1)
-  return (jnp.take_along_axis(values, source, axis=1), jnp.take_along_axis(ids, source, axis=1),
-          jnp.take_along_axis(members, source[:, :, None], axis=1))
+  return (_take(values, source, axis=1), _take(ids, source, axis=1),
+          _take(members, source[:, :, None], axis=1))
 
 
 def fold_groups(lists, maxima, members_of, first_group, k: int,
@@ -239,13 +245,13 @@ def fold_tile(row_lists, col_lists, s, row0, col0, g: int, k: int, approx_recall
   by_columns = s.reshape(r // g, g, c)  # column c's groups, read in place (no transposed copy)
 
   def column_side(lists):
-    members = lambda chosen: by_columns[chosen, :, jnp.arange(c)[:, None]]
+    members = lambda chosen: _take(by_columns, chosen.T[:, None, :], axis=0).transpose(2, 0, 1)
     return fold_groups(lists, by_columns.max(axis=1), members, row0 // g, k, approx_recall,
                        groups_axis=0)
 
   if columns:
     col_lists = column_side(col_lists)
-  members = lambda chosen: jnp.take_along_axis(by_rows, chosen[:, :, None], axis=1)
+  members = lambda chosen: _take(by_rows, chosen[:, :, None], axis=1)
   row_lists = fold_groups(row_lists, by_rows.max(axis=2), members, col0 // g, k, approx_recall)
   return row_lists, col_lists
 
@@ -518,7 +524,7 @@ def neighbours(x, k: int, precision: str = "highest", tile_size: int | None = No
     self_similarity = jnp.sum(x * x, axis=1).astype(values.dtype)[:, None]
     self_index = jnp.arange(x.shape[0], dtype=index.dtype)[:, None]
     values, index = merge(values, index, self_similarity, self_index, k)
-  finite = jnp.all(jnp.isfinite(x))
+  finite = _validation.all_finite_traced(x)
   return Neighbours(jnp.where(finite, index, -1), values,
                     _validation.constant_over_samples(x), finite)
 
@@ -586,6 +592,6 @@ def knn(
     index = knn_with_similarities(x, k, precision, method, tile_size, mesh, place.axes,
                                   approx_recall)[1]
     return index if _validation.is_concrete(x) else _validation.nan_unless(
-        jnp.all(jnp.isfinite(x)), index, "`x` contains NaN or Inf values.", fill=-1)
+        _validation.all_finite_traced(x), index, "`x` contains NaN or Inf values.", fill=-1)
 
   return place.run(kernel, x, out_specs=place.row_spec(x.shape[0]))
