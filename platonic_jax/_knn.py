@@ -209,11 +209,22 @@ def fold_groups(lists, maxima, members_of, first_group, k: int,
 
 
 def finish_group_lists(lists, k: int):
-  """(similarities, indices) `[r, k]`: the top k among each row's k g members."""
+  """(similarities, indices) `[r, k]`: the top k among each row's k g members.
+
+  The groups are first put in id order (a stable rank, O(r k^2)), so that a
+  member's position in the row is in the order of its global index and the
+  selection needs no index array (`select_top_k_by_position`).
+  """
   _, ids, members = lists
-  rows, _, g = members.shape
-  index = (ids[:, :, None] * g + jnp.arange(g, dtype=jnp.int32)).reshape(rows, -1)
-  return select_top_k(members.reshape(rows, -1), index, k)
+  rows, groups, g = members.shape
+  slot = jnp.arange(groups, dtype=jnp.int32)
+  before = (ids[:, None, :] < ids[:, :, None]) | (
+      (ids[:, None, :] == ids[:, :, None]) & (slot[None, :] < slot[:, None]))  # [r, p, q]: q before p
+  rank = before.sum(axis=2, dtype=jnp.int32)
+  source = jnp.sum(jnp.where(rank[:, :, None] == slot, slot[:, None], 0), axis=1)  # slot -> entry
+  ids, members = _take(ids, source, axis=1), _take(members, source[:, :, None], axis=1)
+  values, position = select_top_k_by_position(members.reshape(rows, -1), k)
+  return values, _take(ids, position // g, axis=1) * g + position % g
 
 
 def masked_tile(q, db, row0, col0, n_valid: int, precision: str):
