@@ -100,8 +100,8 @@ def _environment_section(records: Sequence[Record], level: int) -> list[str]:
     lines.append(f"- **CPU:** {fmt.escape(str(env['cpu']) + cores)}")
   gemm = _records.number(env.get("gemm_gflops"))
   if gemm is not None:
-    lines.append(f"- **GEMM rate:** {fmt.sig3(gemm)} GFLOP/s (measured by the runner; with each "
-                 "benchmark's GEMM work it gives the computed GEMM floor)")
+    lines.append(f"- **GEMM rate:** {fmt.sig3(gemm)} GFLOP/s (the fastest of the runner's square "
+                 "float32 GEMMs; with each benchmark's GEMM work it gives the computed GEMM floor)")
   if env.get("git_commit") is not None:
     lines.append(f"- **Commit:** `{fmt.escape(str(env['git_commit']))}`")
   statuses = fmt.group(records, lambda r: str(r.get("status", "unknown")))
