@@ -3,13 +3,12 @@
   python scripts/bench.py --filter='knn/*' --sizes=small --output=/tmp/knn.jsonl
 
 Expected on the 2-core CPU (cpu preset; the published run in
-benchmarks/results/cpu-knn.md and cpu.md, BUILD_NOTES "kNN on CPU"): ours
-takes 0.68x the computed GEMM floor at N = 16384, D = 1024 (two Grams at the
-machine's GEMM rate) and 0.89-1.05x at D = 256 from N = 16384; against FAISS
-IndexFlatIP in its fastest OpenBLAS setting it is 1.17-1.57x faster from
-N = 4096 and level at N = 1024. The
-dense reference-style path and the torch reference run out of memory past
-N = 16384 and 32768. All implementations give the same mutual_knn up to
+benchmarks/results/cpu.md, BUILD_NOTES "kNN on CPU"): ours takes 0.67x the
+computed GEMM floor at N = 16384, D = 1024 (two Grams at the machine's GEMM
+rate) and 0.75-1.03x at D = 256 from N = 16384; against FAISS IndexFlatIP in
+its fastest OpenBLAS setting it is 1.38-1.66x faster from N = 4096 and level
+at N = 1024. The dense reference-style path and the torch reference run out
+of memory past N = 16384. All implementations give the same mutual_knn up to
 tie-breaking.
 """
 
