@@ -148,3 +148,22 @@ def test_split_diagonal_tiles_keep_ties_exact(rng):
   # 2048-row tiles: each diagonal tile runs as a symmetric pass over two 1024-row halves.
   x = rng.integers(-1, 2, size=(2100, 3)).astype(np.float32)
   np.testing.assert_array_equal(pj.knn(x, 10, tile_size=2048), pj.knn(x, 10, method="dense"))
+
+
+def test_finish_selects_by_value_then_global_index(rng):
+  """The final selection (groups put in id order, then by position) breaks ties by global index,
+  whatever order the groups are listed in, repeated sentinels included."""
+  rows, k, g = 200, 6, 4
+  ids = np.stack([rng.permutation(40)[:k] for _ in range(rows)]).astype(np.int32)
+  members = rng.integers(0, 3, (rows, k, g)).astype(np.float32)  # many ties
+  sentinel_rows = rng.random(rows) < 0.3
+  ids[sentinel_rows, -2:] = -1  # the same sentinel twice
+  members[sentinel_rows, -2:] = -np.inf
+  maxima = members.max(axis=2)
+  values, index = _knn.finish_group_lists(
+      (jnp.asarray(maxima), jnp.asarray(ids), jnp.asarray(members)), k)
+  for r in range(rows):
+    candidates = sorted((-members[r, p, m], ids[r, p] * g + m)
+                        for p in range(k) for m in range(g) if ids[r, p] >= 0)[:k]
+    np.testing.assert_array_equal(values[r], [-v for v, _ in candidates])
+    np.testing.assert_array_equal(index[r], [i for _, i in candidates])

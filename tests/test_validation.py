@@ -197,3 +197,16 @@ def test_hsic_terms_do_not_overflow_at_large_n():
   value = _hsic.unbiased_from_terms(1.0, 2.0, 3.0, 4.0, n)
   expected = (1.0 + 6.0 / ((n - 1) * (n - 2)) - 8.0 / (n - 2)) / (n * (n - 3))
   np.testing.assert_allclose(float(value), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_traced_finiteness_check(dtype):
+  """`all_finite_traced` (one fused sum of x * 0) flags NaN and either infinity, and does not
+  overflow on large finite values."""
+  from platonic_jax import _validation
+  check = jax.jit(_validation.all_finite_traced)
+  big = jnp.full((64, 8), jnp.finfo(dtype).max, dtype)
+  assert bool(check(big))
+  for bad in (jnp.nan, jnp.inf, -jnp.inf):
+    assert not bool(check(big.at[3, 5].set(bad)))
+  assert not bool(check(big.at[0, 0].set(jnp.inf).at[1, 1].set(-jnp.inf)))
