@@ -19,6 +19,10 @@ Three facts make the tiled path fast and exact:
 * Order-free selection. Every selection and merge ranks candidates by
   (value desc, index asc) explicitly (`select_top_k`), so blocks may arrive in
   any order (symmetric tiles, the device ring) and the tie-break stays exact.
+
+Up to 2048 rows, where a scan over a few tiles costs more in dispatch than in
+arithmetic, the same groups and symmetry serve one assembled selection
+(`self_knn_assembled`).
 """
 
 from __future__ import annotations
@@ -109,7 +113,9 @@ def select_top_k_by_position(values: Float[Array, "r c"], k: int, axis: int = 1)
   0: candidates in rows, the `[k, c]` best of each column, which spares a
   transposed copy of the candidates). k unrolled extractions of two fused
   passes each (removal of the previous choice with the max; first position
-  at the max), O(r c k); a lexicographic sort for k > 16.
+  at the max), O(r c k); a lexicographic sort for k > 16. Once only -inf
+  candidates remain, the extractions may pick a position again (like the
+  sentinels of `select_top_k`): callers give such picks no weight.
   """
   position = lax.broadcasted_iota(jnp.int32, values.shape, axis)
   if k > _EXTRACTION_MAX_K:
@@ -364,6 +370,68 @@ def self_knn_dense(x: jax.Array, k: int, precision: str = "highest"):
   return lax.top_k(s, k)
 
 
+# Measured on the 2-core CPU (BUILD_NOTES "kNN on CPU"): up to 2048 rows the
+# assembled Gram beats the tiled pass (1.27x at N = 2048, D = 1024), at 4096 it
+# does not; 256-row blocks beat 128 and 512 at N = 1024.
+_ASSEMBLED_MAX_ROWS = 2048
+_ASSEMBLED_BLOCK = 256
+_ASSEMBLED_MAX_BLOCKS = 8
+
+
+def self_knn_assembled(x: jax.Array, k: int, precision: str = "highest"):
+  """Self-kNN of a small N: the whole Gram from its upper blocks, one selection per row.
+
+  Rows are padded to T <= 8 blocks of b <= 256 rows (a multiple of 16).
+  Only the T (T + 1) / 2 blocks (i, j), i <= j, are multiplied (the diagonal
+  and the padding masked). Each block gives the group maxima of its rows and,
+  read down its columns in place, those of block j's rows; the `[N, N / g]`
+  maxima are assembled, each row selects its k best groups once over all
+  columns, gathers their members from the blocks (row-wise above the
+  diagonal, column-wise below), and `finish_group_lists` selects the k best
+  members. No running lists to merge and no transposed copies: few enough
+  compiled operations that their dispatch does not dominate at this size.
+
+  Cost: (T + 1) / (2T) of the N^2 D multiply-adds of a Gram, O(N^2) for the
+  group maxima, O(N^2 k / g) for the selection; O(N^2 / 2 + N D) memory,
+  hence only up to `_ASSEMBLED_MAX_ROWS`.
+  """
+  n, d = x.shape
+  num_blocks = min(-(-n // _ASSEMBLED_BLOCK), _ASSEMBLED_MAX_BLOCKS)
+  block = -(-n // (num_blocks * _tiles.ALIGNMENT)) * _tiles.ALIGNMENT
+  padded = num_blocks * block
+  g = list_group_size(padded, k)
+  xs = jnp.pad(cast_for_precision(x, precision), ((0, padded - n), (0, 0)))
+  xs = [xs[i * block:(i + 1) * block] for i in range(num_blocks)]
+  per_block = block // g
+  tiles, maxima = [], [[None] * num_blocks for _ in range(num_blocks)]
+  tile_of = np.zeros((num_blocks, num_blocks), np.int32)
+  for i in range(num_blocks):
+    for j in range(i, num_blocks):
+      s = masked_tile(xs[i], xs[j], i * block, j * block, n, precision)
+      tile_of[i, j] = tile_of[j, i] = len(tiles)
+      tiles.append(s)
+      maxima[i][j] = s.reshape(block, per_block, g).max(axis=2)
+      if j > i:  # block j's rows see block i's groups down the columns, read in place
+        maxima[j][i] = s.reshape(per_block, g, block).max(axis=1).T
+  maxima = jnp.concatenate([jnp.concatenate(row, axis=1) for row in maxima], axis=0)
+  top, chosen = select_top_k_by_position(jnp.where(maxima == maxima, maxima, _NEG_INF), k)
+  # Member m of group `chosen` of row r: in tile (I, J) at [r, column] when the
+  # group's block J >= r's block I, else down the column of tile (J, I).
+  row = jnp.arange(padded, dtype=jnp.int32)[:, None, None]
+  row_block, group_block = row // block, (chosen // per_block)[:, :, None]
+  column = (chosen % per_block)[:, :, None] * g + jnp.arange(g, dtype=jnp.int32)
+  upper = group_block >= row_block
+  tile = jnp.asarray(tile_of)[row_block, group_block]
+  members = jnp.stack(tiles).at[tile, jnp.where(upper, row % block, column),
+                                jnp.where(upper, column, row % block)].get(
+                                    mode="promise_in_bounds")
+  # Rows with fewer than k finite groups (small N, padding) fill up with -inf
+  # picks, which may repeat a group: such a pick must hold no member.
+  lists = (top, chosen, jnp.where(top[:, :, None] > _NEG_INF, members, _NEG_INF))
+  values, index = finish_group_lists(lists, k)
+  return values[:n], index[:n]
+
+
 def self_tile_size(n: int, tile_size: int | None) -> int:
   """Rows per tile of the single-device pass: `tile_size`, or the default capped so that
   a small N still spans several tiles (the symmetry saves (T-1)/(2T) of the GEMM work:
@@ -476,7 +544,9 @@ def knn_with_similarities(x, k: int, precision: str = "highest", method: str = "
   """Unchecked kernel: (similarities [N, k] float32, indices [N, k] int32).
 
   `mesh` (with row axes `axes`) selects the device ring; otherwise `method`
-  picks the symmetric tiled path or the dense one.
+  picks the symmetric tiled path or the dense one. 'auto' without a
+  `tile_size` or `approx_recall` assembles the Gram of N <= 2048 rows from its
+  upper blocks (`self_knn_assembled`) and tiles larger ones.
   """
   if mesh is not None:
     values, index = sharded_knn(x, k, mesh, axes, precision, tile_size, approx_recall)
@@ -484,6 +554,9 @@ def knn_with_similarities(x, k: int, precision: str = "highest", method: str = "
     values, index = self_knn_dense(x, k, precision)
   elif method == "pallas":
     values, index = _pallas_knn.self_knn_pallas(x, k, precision)
+  elif (method == "auto" and tile_size is None and approx_recall is None
+        and x.shape[0] <= _ASSEMBLED_MAX_ROWS):  # few tiles: the scan's overheads dominate
+    values, index = self_knn_assembled(x, k, precision)
   else:
     values, index = self_knn_tiled(x, k, precision, tile_size, approx_recall)
   return values.astype(jnp.float32), index.astype(jnp.int32)
@@ -563,7 +636,10 @@ def knn(
     precision: 'highest' (float32), 'default' (TF32 on recent NVIDIA GPUs,
       float32 on CPU) or 'bfloat16' (bf16 inputs, float32 accumulation). Recall
       against 'highest' is measured in BUILD_NOTES.md.
-    method: 'tiled' (default via 'auto'): symmetric blockwise Gram with a
+    method: 'auto' (default): for N <= 2048 (and no `tile_size` or
+      `approx_recall`) the Gram is assembled from its upper 256-row blocks
+      and each row selects once (`self_knn_assembled`, O(N^2) memory, 16
+      MiB at most), otherwise 'tiled': symmetric blockwise Gram with a
       running top-k, O(N k + tile^2) memory; 'dense': the full N x N matrix;
       'pallas': one fused Pallas kernel (Triton on GPU; interpret mode, slow,
       on CPU) that never writes a similarity tile to memory (see

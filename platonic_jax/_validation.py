@@ -76,11 +76,12 @@ def nan_unless(valid: jax.Array, value: jax.Array, message: str, fill=jnp.nan) -
 def all_finite_traced(x: jax.Array) -> jax.Array:
   """Traceable: True when `x` holds no NaN/Inf.
 
-  `x * 0` is 0 where `x` is finite and NaN elsewhere, so one fused sum
-  answers; it cannot overflow. On CPU this is about 2.5x faster than
-  `jnp.all(jnp.isfinite(x))`, which XLA runs as two passes.
+  `x - x` is 0 where `x` is finite and NaN elsewhere, so one fused sum
+  answers; it cannot overflow. On CPU this is about 2x faster than
+  `jnp.all(jnp.isfinite(x))`, which XLA runs as two passes, and than
+  `sum(x * 0)`, whose zero XLA:CPU materialises as a full-size array.
   """
-  return jnp.isfinite(jnp.sum(x * 0))
+  return jnp.isfinite(jnp.sum(x - x))
 
 
 def finite_or_nan(value: jax.Array, **named_arrays) -> jax.Array:

@@ -45,7 +45,30 @@ def test_k_near_n_with_padding_and_sentinels(rng, n, k):
 def test_small_n_uses_two_half_tiles_and_matches_dense(rng):
   x = rng.standard_normal((300, 24)).astype(np.float32)
   assert _knn.self_tile_size(300, None) == 150
-  np.testing.assert_array_equal(pj.knn(x, 10), pj.knn(x, 10, method="dense"))
+  np.testing.assert_array_equal(pj.knn(x, 10, method="tiled"), pj.knn(x, 10, method="dense"))
+
+
+@pytest.mark.parametrize("n,k", [(2, 1), (17, 10), (17, 16), (33, 30), (257, 10), (600, 12),
+                                 (1000, 10), (2048, 10)])
+def test_assembled_gram_matches_reference(rng, n, k):
+  # One to eight blocks, padding rows, rows with fewer than k groups of finite
+  # similarities (N = 17, k = 10: eight groups of two), exact ties everywhere.
+  x = rng.integers(-2, 3, size=(n, 6)).astype(np.float32)
+  x[n - 1] = x[0]
+  values, index = _knn.self_knn_assembled(jnp.asarray(x), k)
+  expected = reference.knn(x, k)
+  np.testing.assert_array_equal(index, expected)
+  np.testing.assert_array_equal(values, np.take_along_axis(x @ x.T, expected, axis=1))
+
+
+def test_auto_assembles_small_grams_and_tiles_larger_ones(rng):
+  limit = _knn._ASSEMBLED_MAX_ROWS  # pylint: disable=protected-access
+  for n in (limit, limit + 1):
+    x = rng.standard_normal((n, 8)).astype(np.float32)
+    x[n - 1] = x[3]
+    jaxpr = str(jax.make_jaxpr(lambda v: pj.knn(v, 10))(x))  # pylint: disable=cell-var-from-loop
+    assert ("scan" in jaxpr) == (n > limit)  # the tiled pass scans over tile pairs
+    np.testing.assert_array_equal(pj.knn(x, 10), pj.knn(x, 10, method="dense"))
 
 
 def test_group_lists_merge_with_repeated_sentinels():
