@@ -30,7 +30,8 @@ DEFAULT_CHUNK_ROWS = 4096  # rows per chunk of the streamed feature-space statis
 def linear_method(n: int, dx: int, dy: int) -> str:
   """'features' (D x D statistics) unless two N x N Grams need fewer FLOPs.
 
-  Feature space costs N (Dx^2 + Dy^2 + Dx Dy) multiply-adds and O(D^2) memory;
+  Feature space costs at most N (Dx^2 + Dy^2 + Dx Dy) multiply-adds (the
+  symmetric X'X and Y'Y need 5/8 of theirs from D = 1024) and O(D^2) memory;
   Gram space costs N^2 (Dx + Dy) and O(N^2) memory. 'gram' wins only when
   Dx + Dy is large compared with N.
   """
@@ -112,16 +113,62 @@ class LinearStats(NamedTuple):
   qq: jax.Array
 
 
+def _rows_dot(u, v):
+  """u'v `[Du, Dv]` for `[n, Du]`, `[n, Dv]`: the sum over rows of outer products."""
+  return lax.dot_general(u, v, (((0,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
+
+
+_SYMMETRIC_BLOCK_COLUMNS = 256  # X'X in column blocks of this width: 1.2x faster at D = 1024
+
+
+def symmetric_rows_dot(x: jax.Array) -> jax.Array:
+  """X'X `[D, D]` of `[n, D]` from the upper products of its column blocks.
+
+  Columns split into T blocks of about 256 (multiples of 16); the T (T + 1)
+  / 2 products X_i'X_j, i <= j, are computed and the transposes fill in the
+  rest: (T + 1) / (2T) of the n D^2 multiply-adds (5/8 at D = 1024). The
+  result is exactly symmetric.
+  """
+  d = x.shape[1]
+  parts = max(1, min(d // _SYMMETRIC_BLOCK_COLUMNS, 8))
+  if parts == 1:
+    return _rows_dot(x, x)
+  edges = [round(d * i / parts / 16) * 16 for i in range(parts)] + [d]
+  columns = [x[:, lo:hi] for lo, hi in zip(edges[:-1], edges[1:])]
+  grid = [[None] * parts for _ in range(parts)]
+  for i in range(parts):
+    for j in range(i, parts):
+      grid[i][j] = _rows_dot(columns[i], columns[j])
+      if j > i:
+        grid[j][i] = grid[i][j].T
+  return jnp.concatenate([jnp.concatenate(row, axis=1) for row in grid], axis=0)
+
+
+_ROW_TERMS = 16  # E = [1, r, q] padded with zero columns to a vector-friendly width
+
+
 def linear_stats(x: jax.Array, y: jax.Array) -> LinearStats:
-  """Sufficient statistics of one block of rows. O(n (Dx + Dy)^2)."""
+  """Sufficient statistics of one block of rows. O(n (Dx Dy + 5/8 (Dx + 16)^2 + 5/8 (Dy + 16)^2)).
+
+  The row terms ride along in the symmetric products: with E = [1, r, q]
+  (zero-padded to 16 columns), [X, E]'[X, E] holds X'X, X'1, X'r, X'q and
+  every scalar, and [Y, E]'[Y, E] holds Y'Y, Y'1, Y'r, Y'q: no separate pass
+  over the rows for them.
+  """
+  n, dx = x.shape
+  dy = y.shape[1]
   r = jnp.sum(x * x, axis=1)
   q = jnp.sum(y * y, axis=1)
+  e = jnp.concatenate([jnp.stack([jnp.ones_like(r), r, q], axis=1),
+                       jnp.zeros((n, _ROW_TERMS - 3), r.dtype)], axis=1)
+  xa = symmetric_rows_dot(jnp.concatenate([x, e], axis=1))
+  ya = symmetric_rows_dot(jnp.concatenate([y, e], axis=1))
   return LinearStats(
-      xy=dot_highest(x.T, y), xx=dot_highest(x.T, x),
-      yy=dot_highest(y.T, y), sx=x.sum(0), sy=y.sum(0),
-      xr=dot_highest(r, x), xq=dot_highest(q, x),
-      yr=dot_highest(r, y), yq=dot_highest(q, y),
-      sum_r=r.sum(), sum_q=q.sum(), rq=dot_highest(r, q), rr=dot_highest(r, r), qq=dot_highest(q, q))
+      xy=_rows_dot(x, y), xx=xa[:dx, :dx], yy=ya[:dy, :dy],
+      sx=xa[:dx, dx], sy=ya[:dy, dy], xr=xa[:dx, dx + 1], xq=xa[:dx, dx + 2],
+      yr=ya[:dy, dy + 1], yq=ya[:dy, dy + 2],
+      sum_r=xa[dx, dx + 1], sum_q=xa[dx, dx + 2], rq=xa[dx + 1, dx + 2],
+      rr=xa[dx + 1, dx + 1], qq=xa[dx + 2, dx + 2])
 
 
 def add_stats(s: LinearStats, t: LinearStats) -> LinearStats:
