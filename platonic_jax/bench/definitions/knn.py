@@ -5,9 +5,10 @@
 Expected on the 2-core CPU (cpu preset; the published run in
 benchmarks/results/cpu.md, BUILD_NOTES "kNN on CPU"): ours takes 0.67x the
 computed GEMM floor at N = 16384, D = 1024 (two Grams at the machine's GEMM
-rate) and 0.75-1.03x at D = 256 from N = 16384; against FAISS IndexFlatIP in
-its fastest OpenBLAS setting it is 1.38-1.66x faster from N = 4096 and level
-at N = 1024. The dense reference-style path and the torch reference run out
+rate) and 0.84-0.97x at D = 256 from N = 16384; against FAISS IndexFlatIP in
+its fastest OpenBLAS setting it is 1.29-1.77x faster from N = 16384 and
+1.1-1.2x at N = 1024 and 4096, where the host's load moves it by more than
+that margin. The dense reference-style path and the torch reference run out
 of memory past N = 16384. All implementations give the same mutual_knn up to
 tie-breaking.
 """
