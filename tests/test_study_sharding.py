@@ -135,7 +135,22 @@ def test_layer_grid_and_zoo_on_a_mesh_equal_one_device(rng, meshes, metric):
   zoo = pj.zoo_alignment(models, metric, **kwargs)
   zoo_sharded = pj.zoo_alignment(models, metric, mesh=meshes["auto"], **kwargs)
   np.testing.assert_allclose(zoo_sharded.scores, zoo.scores, atol=atol)
-  np.testing.assert_array_equal(zoo_sharded.best_layers, zoo.best_layers)
+  _assert_same_best_layers(zoo_sharded, zoo, atol)
+
+
+def _assert_same_best_layers(got, want, atol):
+  """The same best layer pair wherever it is unique by more than `atol`; where
+  several tie within rounding (a model against itself scores 1 at every
+  matching layer), the pick must be one of them."""
+  for m1, row in enumerate(want.layer_scores):
+    for m2, grid in enumerate(row):
+      grid = np.asarray(grid)
+      tied = np.argwhere(grid >= grid.max() - atol)
+      picked = tuple(np.asarray(got.best_layers)[m1, m2])
+      if len(tied) == 1:
+        assert picked == tuple(np.asarray(want.best_layers)[m1, m2]), (m1, m2)
+      else:
+        assert grid[picked] >= grid.max() - atol, (m1, m2, picked)
 
 
 def test_measure_feature_sets_on_a_mesh_equals_one_device(rng, meshes):
