@@ -113,11 +113,6 @@ class LinearStats(NamedTuple):
   qq: jax.Array
 
 
-def _rows_dot(u, v):
-  """u'v `[Du, Dv]` for `[n, Du]`, `[n, Dv]`: the sum over rows of outer products."""
-  return lax.dot_general(u, v, (((0,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
-
-
 _SYMMETRIC_BLOCK_COLUMNS = 256  # X'X in column blocks of this width: 1.2x faster at D = 1024
 
 
@@ -132,13 +127,13 @@ def symmetric_rows_dot(x: jax.Array) -> jax.Array:
   d = x.shape[1]
   parts = max(1, min(d // _SYMMETRIC_BLOCK_COLUMNS, 8))
   if parts == 1:
-    return _rows_dot(x, x)
+    return dot_highest(x.T, x)
   edges = [round(d * i / parts / 16) * 16 for i in range(parts)] + [d]
   columns = [x[:, lo:hi] for lo, hi in zip(edges[:-1], edges[1:])]
   grid = [[None] * parts for _ in range(parts)]
   for i in range(parts):
     for j in range(i, parts):
-      grid[i][j] = _rows_dot(columns[i], columns[j])
+      grid[i][j] = dot_highest(columns[i].T, columns[j])
       if j > i:
         grid[j][i] = grid[i][j].T
   return jnp.concatenate([jnp.concatenate(row, axis=1) for row in grid], axis=0)
@@ -164,7 +159,7 @@ def linear_stats(x: jax.Array, y: jax.Array) -> LinearStats:
   xa = symmetric_rows_dot(jnp.concatenate([x, e], axis=1))
   ya = symmetric_rows_dot(jnp.concatenate([y, e], axis=1))
   return LinearStats(
-      xy=_rows_dot(x, y), xx=xa[:dx, :dx], yy=ya[:dy, :dy],
+      xy=dot_highest(x.T, y), xx=xa[:dx, :dx], yy=ya[:dy, :dy],
       sx=xa[:dx, dx], sy=ya[:dy, dy], xr=xa[:dx, dx + 1], xq=xa[:dx, dx + 2],
       yr=ya[:dy, dy + 1], yq=ya[:dy, dy + 2],
       sum_r=xa[dx, dx + 1], sum_q=xa[dx, dx + 2], rq=xa[dx + 1, dx + 2],

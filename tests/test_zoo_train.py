@@ -205,7 +205,7 @@ def test_manifest_schema_and_competence(trained):
     assert {"family", "width", "depth", "seed", "dataset", "modality", "objective", "targets",
             "steps"} <= set(manifest["spec"])
     assert isinstance(manifest["num_params"], int) and manifest["num_params"] > 0
-    assert manifest["train_seconds"] > 0
+    assert isinstance(manifest["train_seconds"], float) and manifest["train_seconds"] >= 0
     assert [c["step"] for c in manifest["checkpoints"]] == list(spec.checkpoint_steps)
     for c in manifest["checkpoints"]:
       assert (zoo_dir / spec.name / c["path"]).is_dir()
