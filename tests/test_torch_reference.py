@@ -50,3 +50,15 @@ def test_cknna_agrees(torch_reference, rng):
   a, b = correlated_pair(rng, 80, 6, 9)
   got = torch_reference.cknna_build({"k": 6})(a, b)
   np.testing.assert_allclose(got, float(pj.cknna(a, b, 6)), atol=1e-4)
+
+
+def test_jax_inputs_convert_without_warnings(torch_reference):
+  # torch warns once per process about read-only NumPy views (a JAX array's
+  # host memory), so the check runs in a fresh process with warnings as errors.
+  del torch_reference
+  code = ("import jax.numpy as jnp; "
+          "from platonic_jax.bench.definitions import torch_reference as t; "
+          "t.mutual_knn_build({'k': 2})(jnp.eye(6), jnp.eye(6))")
+  result = subprocess.run([sys.executable, "-W", "error", "-c", code], check=False,
+                          capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr
