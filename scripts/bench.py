@@ -14,7 +14,7 @@ tables: hours), `gpu` (the published GPU tables, `scripts/device_bench.sh`).
 Each (benchmark, parameters, implementation) row is timed side by side with
 the others in the same process: inputs are built and materialised first,
 compilation is timed apart, then a warm-up and `--repeats` timed calls with
-`block_until_ready`. The machine's GEMM rate is measured at the start; the row
+`block_until_ready` (more where they would take under `--min_time` seconds). The machine's GEMM rate is measured at the start; the row
 count and an estimate of the total time are printed before the first row, and
 the progress bar gives an ETA. Rows that would not fit in memory or the time
 budget are recorded as such. At the end the records are rendered as Markdown
@@ -44,6 +44,8 @@ flags.DEFINE_string("output", None, "JSONL file to append records to "
                     "(default runs/bench-<sizes>-<UTC time>.jsonl).")
 flags.DEFINE_bool("resume", False, "Continue an existing output file, skipping recorded rows.")
 flags.DEFINE_integer("repeats", 3, "Timed calls per row after the warm-up.", lower_bound=1)
+flags.DEFINE_float("min_time", 0.0, "Seconds of timed calls per row at least: faster rows get "
+                   "more than --repeats calls (within --time_budget).", lower_bound=0.0)
 flags.DEFINE_float("time_budget", 120.0, "Seconds one row may take; slower rows are skipped "
                    "(estimated) or timed once.", lower_bound=1e-3)
 flags.DEFINE_list("implementations", None, "Only these implementations (default: all).")
@@ -82,7 +84,8 @@ def main(argv):
   try:
     counts = bench.run_benchmarks(
         bench.select_benchmarks(FLAGS.filter), preset=FLAGS.sizes, output=output,
-        repeats=FLAGS.repeats, time_budget=FLAGS.time_budget, resume=FLAGS.resume,
+        repeats=FLAGS.repeats, min_time=FLAGS.min_time, time_budget=FLAGS.time_budget,
+        resume=FLAGS.resume,
         implementations=FLAGS.implementations, devices=FLAGS.devices)
   except (FileExistsError, ValueError) as error:
     raise app.UsageError(str(error)) from None

@@ -272,6 +272,32 @@ def test_row_time_estimate_follows_the_timing_rules():
   assert estimate(200e9, 60.0) == 0.0  # skipped as over budget
   assert _runner.row_seconds(bench.Implementation("x", lambda p: None), {}, 1.0, repeats=3,
                              time_budget=1.0) is None
+  # min_time: 0.125 s calls get 16 timed calls to fill 2 s, within the budget.
+  assert _runner.row_seconds(impl, {"flops": 0.125e9}, 1.0, repeats=3, time_budget=120.0,
+                             min_time=2.0) == pytest.approx(2.125)
+  assert _runner.row_seconds(impl, {"flops": 0.125e9}, 1.0, repeats=3, time_budget=1.0,
+                             min_time=2.0) == pytest.approx(1.0)  # budget: warm-up + 7
+
+
+def test_timed_call_count_fills_min_time_within_the_budget():
+  count = _runner.timed_call_count
+  assert count(0.015625, repeats=5, min_time=0.0, time_budget=100.0) == 5
+  assert count(0.015625, repeats=5, min_time=1.0, time_budget=100.0) == 64
+  assert count(0.015625, repeats=5, min_time=1.0, time_budget=0.5) == 31
+  assert count(0.5, repeats=5, min_time=1.0, time_budget=100.0) == 5  # repeats already fill it
+  assert count(30.0, repeats=5, min_time=1.0, time_budget=100.0) == 2
+  assert count(0.0, repeats=3, min_time=0.0, time_budget=1.0) == 3
+
+
+def test_fast_rows_are_timed_for_min_time(tmp_path):
+  toy = _toy("test/min_time", implementations=[
+      bench.Implementation("ours", lambda p: lambda x: jnp.sum(x))])
+  out = tmp_path / "r.jsonl"
+  bench.run_benchmarks([toy], preset="small", output=out, repeats=3, min_time=0.2,
+                       gemm_gflops=1000.0, stream=_Stream())
+  for record in bench.load_records(out):
+    assert record["requested_repeats"] == 3
+    assert record["repeats"] > 3 and len(record["times_s"]) == record["repeats"], record["repeats"]
 
 
 def test_progress_eta_from_the_rows_measured_so_far():

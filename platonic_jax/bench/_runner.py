@@ -66,7 +66,21 @@ def _is_oom(error: BaseException) -> bool:
   return isinstance(error, MemoryError) or any(m in str(error) for m in _OOM_MARKERS)
 
 
-def _measure(impl: Implementation, params, inputs, *, repeats: int, time_budget: float):
+def timed_call_count(first: float, *, repeats: int, min_time: float, time_budget: float) -> int:
+  """How many calls to time after a warm-up call that took `first` seconds.
+
+  At least `repeats`, more where that many calls would take under
+  `min_time` seconds (a median over 5 calls of 10 ms moves with every
+  hiccup of a shared host), and never more than fit in `time_budget` beside
+  the warm-up.
+  """
+  first = max(first, 1e-9)
+  wanted = max(repeats, math.ceil(min_time / first))
+  return max(1, min(wanted, int(time_budget // first) - 1))
+
+
+def _measure(impl: Implementation, params, inputs, *, repeats: int, min_time: float,
+             time_budget: float):
   """Compiles (if jitted), warms up and times one implementation. Returns fields + output."""
   fields: dict[str, Any] = {}
   fn = impl.build(params)
@@ -85,7 +99,7 @@ def _measure(impl: Implementation, params, inputs, *, repeats: int, time_budget:
     # Too slow to repeat inside the budget: the warm-up run is the one sample.
     times = [first]
   else:
-    count = max(1, min(repeats, int(time_budget // max(first, 1e-9)) - 1))
+    count = timed_call_count(first, repeats=repeats, min_time=min_time, time_budget=time_budget)
     times = _timing.timed_calls(fn, inputs, repeats=count, warmup=0)
   fields["peak_rss_bytes"] = _timing.peak_rss_bytes()
   memory = _timing.device_memory()
@@ -113,7 +127,7 @@ def call_seconds(impl: Implementation, params, gemm_gflops: float) -> float | No
 
 
 def row_seconds(impl: Implementation, params, gemm_gflops: float, *, repeats: int,
-                time_budget: float) -> float | None:
+                time_budget: float, min_time: float = 0.0) -> float | None:
   """Estimated wall time of a row as `_measure` runs it: warm-up plus timed calls.
 
   0 for rows that will be skipped as over budget; None without a work model.
@@ -126,7 +140,8 @@ def row_seconds(impl: Implementation, params, gemm_gflops: float, *, repeats: in
     return 0.0
   if call * 2 > time_budget:
     return call
-  return call * (1 + max(1, min(repeats, int(time_budget // max(call, 1e-9)) - 1)))
+  return call * (1 + timed_call_count(call, repeats=repeats, min_time=min_time,
+                                      time_budget=time_budget))
 
 
 def _skip_reason(impl: Implementation, params, gemm_gflops: float, time_budget: float):
@@ -180,6 +195,7 @@ def run_benchmarks(
     preset: str,
     output,
     repeats: int = 3,
+    min_time: float = 0.0,
     time_budget: float = 120.0,
     resume: bool = False,
     implementations: Sequence[str] | None = None,
@@ -198,6 +214,9 @@ def run_benchmarks(
     preset: size preset name, e.g. 'small'.
     output: JSONL path. Must not exist unless `resume` is set.
     repeats: timed calls per row after the warm-up (fewer when over budget).
+    min_time: seconds of timed calls per row at least: fast rows get more
+      than `repeats` calls (within `time_budget`), so that their medians
+      do not rest on a few calls of a few milliseconds.
     time_budget: seconds one row may take; rows estimated to exceed it are
       recorded as skipped, slow ones are timed once.
     resume: skip rows already recorded in `output` (same machine).
@@ -231,7 +250,8 @@ def run_benchmarks(
                   if implementations is None or i.name in implementations]) for b, p in rows]
   pending = [(b, p, [i for i in impls if _records.record_key(b.name, i.name, p, env) not in done])
              for b, p, impls in work]
-  _announce(work, pending, rate, repeats=repeats, time_budget=time_budget, stream=stream)
+  _announce(work, pending, rate, repeats=repeats, min_time=min_time, time_budget=time_budget,
+            stream=stream)
   progress = Progress(sum(len(impls) for _, _, impls in work), stream)
   for (benchmark, params, impls), (_, _, todo) in zip(work, pending):
     for impl in impls:
@@ -245,7 +265,8 @@ def run_benchmarks(
     floor_flops = benchmark.floor_flops(params) if benchmark.floor_flops else None
     for impl in todo:
       record = _run_row(benchmark, impl, params, inputs, env=env, rate=rate,
-                        floor_flops=floor_flops, repeats=repeats, time_budget=time_budget)
+                        floor_flops=floor_flops, repeats=repeats, min_time=min_time,
+                        time_budget=time_budget)
       writer.write(record)
       counts[record["status"]] += 1
       outcome = (f"{record['median_s']:.3g} s" if record["status"] == "ok"
@@ -255,11 +276,12 @@ def run_benchmarks(
   return counts
 
 
-def _announce(work, pending, rate, *, repeats, time_budget, stream) -> None:
+def _announce(work, pending, rate, *, repeats, min_time, time_budget, stream) -> None:
   """Prints how many rows there are and how long the pending ones should take."""
   total = sum(len(impls) for _, _, impls in work)
   todo = [(i, p) for _, p, impls in pending for i in impls]
-  estimates = [row_seconds(i, p, rate, repeats=repeats, time_budget=time_budget)
+  estimates = [row_seconds(i, p, rate, repeats=repeats, min_time=min_time,
+                           time_budget=time_budget)
                for i, p in todo]
   known = [e for e in estimates if e is not None]
   text = f"{total} rows, {len(todo)} to measure ({total - len(todo)} already recorded)"
@@ -273,7 +295,7 @@ def _announce(work, pending, rate, *, repeats, time_budget, stream) -> None:
 
 
 def _run_row(benchmark: Benchmark, impl: Implementation, params, inputs, *, env, rate,
-             floor_flops, repeats, time_budget) -> _records.Record:
+             floor_flops, repeats, min_time, time_budget) -> _records.Record:
   """Measures one row (or records why it was not run) as a complete record."""
   record: _records.Record = {
       "benchmark": benchmark.name, "implementation": impl.name, "params": dict(params),
@@ -286,7 +308,8 @@ def _run_row(benchmark: Benchmark, impl: Implementation, params, inputs, *, env,
     record["status"], record["reason"] = skip
   else:
     try:
-      fields, output = _measure(impl, params, inputs, repeats=repeats, time_budget=time_budget)
+      fields, output = _measure(impl, params, inputs, repeats=repeats, min_time=min_time,
+                                time_budget=time_budget)
       record.update(fields, status="ok", requested_repeats=repeats)
       if benchmark.alignment is not None:
         record["alignment"] = {k: _plain(v) for k, v in
