@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from platonic_jax import bench
-from platonic_jax.bench import _runner
+from platonic_jax.bench import _runner, _timing
 import platonic_jax.bench.definitions  # noqa: F401  (registers the built-in benchmarks)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -298,6 +298,17 @@ def test_fast_rows_are_timed_for_min_time(tmp_path):
   for record in bench.load_records(out):
     assert record["requested_repeats"] == 3
     assert record["repeats"] > 3 and len(record["times_s"]) == record["repeats"], record["repeats"]
+    assert sum(record["times_s"]) >= 0.2
+
+
+def test_timed_calls_go_on_until_min_time_up_to_max_calls():
+  fn = lambda x: x + 1
+  inputs = (jnp.zeros(()),)
+  assert len(_timing.timed_calls(fn, inputs, repeats=3)) == 3
+  times = _timing.timed_calls(fn, inputs, repeats=3, min_time=0.05)
+  assert len(times) > 3 and sum(times) >= 0.05
+  assert len(_timing.timed_calls(fn, inputs, repeats=3, min_time=60.0, max_calls=7)) == 7
+  assert len(_timing.timed_calls(fn, inputs, repeats=5, min_time=60.0, max_calls=2)) == 5
 
 
 def test_progress_eta_from_the_rows_measured_so_far():

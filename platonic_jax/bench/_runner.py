@@ -67,12 +67,14 @@ def _is_oom(error: BaseException) -> bool:
 
 
 def timed_call_count(first: float, *, repeats: int, min_time: float, time_budget: float) -> int:
-  """How many calls to time after a warm-up call that took `first` seconds.
+  """How many calls of `first` seconds each to time after a warm-up call of that length.
 
   At least `repeats`, more where that many calls would take under
   `min_time` seconds (a median over 5 calls of 10 ms moves with every
   hiccup of a shared host), and never more than fit in `time_budget` beside
-  the warm-up.
+  the warm-up. `_measure` times `repeats` calls (or what fits) and then goes
+  on until their measured times add up to `min_time`; this count is that
+  rule for calls of a known length (the estimate before a run).
   """
   first = max(first, 1e-9)
   wanted = max(repeats, math.ceil(min_time / first))
@@ -99,8 +101,9 @@ def _measure(impl: Implementation, params, inputs, *, repeats: int, min_time: fl
     # Too slow to repeat inside the budget: the warm-up run is the one sample.
     times = [first]
   else:
-    count = timed_call_count(first, repeats=repeats, min_time=min_time, time_budget=time_budget)
-    times = _timing.timed_calls(fn, inputs, repeats=count, warmup=0)
+    fit = timed_call_count(first, repeats=repeats, min_time=0.0, time_budget=time_budget)
+    times = _timing.timed_calls(fn, inputs, repeats=fit, warmup=0, min_time=min_time,
+                                max_calls=max(fit, int(time_budget // max(first, 1e-9)) - 1))
   fields["peak_rss_bytes"] = _timing.peak_rss_bytes()
   memory = _timing.device_memory()
   # The allocator's peak cannot be reset: keep it only when this row raised it.

@@ -66,12 +66,18 @@ def gemm_gflops(size: int | None = None, repeats: int = 15) -> float:
 
 
 def timed_calls(fn: Callable[..., Any], inputs: Sequence[Any], *, repeats: int,
-                warmup: int = 1) -> list[float]:
-  """Wall times of `repeats` calls, each ended by `block_until_ready`, after warm-up."""
+                warmup: int = 1, min_time: float = 0.0, max_calls: int | None = None
+                ) -> list[float]:
+  """Wall times of calls, each ended by `block_until_ready`, after warm-up.
+
+  `repeats` calls, then more while their times add up to less than
+  `min_time` seconds, up to `max_calls` in all (no limit when None).
+  """
   for _ in range(warmup):
     jax.block_until_ready(fn(*inputs))
   times = []
-  for _ in range(repeats):
+  while len(times) < repeats or (sum(times) < min_time
+                                 and (max_calls is None or len(times) < max_calls)):
     start = time.perf_counter()
     jax.block_until_ready(fn(*inputs))
     times.append(time.perf_counter() - start)
