@@ -162,9 +162,24 @@ def test_environment_section_comes_from_the_newest_record():
   page = bench.render_markdown(records, title="Bench")
   environment = page[page.index("## Environment"):page.index("## cka")]
   for text in ("1 x cpu", "`cpu`", "jax 0.10.2, jaxlib 0.10.2", "AMD EPYC 7B13 (2 cores)",
-               "175 GFLOP/s", "`def456`", "2026-11-26 04:00 to 2026-11-27 10:30 UTC",
+               "180 GFLOP/s (13 records, `ours` among them); 175 GFLOP/s (1 record, `ours` "
+               "among them): measured as each run that wrote them started",
+               "`def456`", "2026-11-26 04:00 to 2026-11-27 10:30 UTC",
                "14 (12 ok, 1 oom, 1 skipped)", "git_commit: abc123, def456"):
     assert text in environment, text
+
+
+def test_one_gemm_rate_is_stated_once():
+  page = bench.render_markdown(synthetic_records(), title="Bench")
+  assert "- **GEMM rate:** 180 GFLOP/s (the fastest of the runner's" in page
+
+
+def test_a_resumed_run_at_another_gemm_rate_is_named_apart():
+  records = [r if r["implementation"] == "ours" else {**r, "env": {**ENV, "gemm_gflops": 170.0}}
+             for r in synthetic_records()]
+  page = bench.render_markdown(records, title="Bench")
+  assert ("- **GEMM rate:** 180 GFLOP/s (6 records, `ours` among them); 170 GFLOP/s (8 records): "
+          in page), page[:1500]
 
 
 def test_the_newest_duplicate_wins_and_the_page_is_deterministic():

@@ -82,6 +82,30 @@ def render_markdown(records: Iterable[Mapping[str, Any]], *, title: str,
   return "\n".join(out).rstrip("\n") + "\n"
 
 
+def _gemm_rate_lines(records: Sequence[Record], newest: float | None) -> list[str]:
+  """The GEMM rate line: every rate the records were measured at, where they differ.
+
+  Each run (each `scripts/bench.py` process, resumed ones included) measures
+  the rate when it starts and computes its rows' floors with it, so a page
+  made of several runs says which rate the `ours` rows used.
+  """
+  about = ("the fastest of the runner's square float32 GEMMs; with each benchmark's GEMM work "
+           "it gives the computed GEMM floor")
+  rates = fmt.group([r for r in records
+                     if _records.number((r.get("env") or {}).get("gemm_gflops")) is not None],
+                    lambda r: float(r["env"]["gemm_gflops"]))
+  if len(rates) <= 1:
+    return [] if newest is None else [f"- **GEMM rate:** {fmt.sig3(newest)} GFLOP/s ({about})"]
+  parts = []
+  for rate in sorted(rates, reverse=True):
+    group = rates[rate]
+    ours = any(r.get("implementation") == "ours" for r in group)
+    parts.append(f"{fmt.sig3(rate)} GFLOP/s ({len(group)} record{'s' * (len(group) != 1)}"
+                 + (", `ours` among them" if ours else "") + ")")
+  return [f"- **GEMM rate:** {'; '.join(parts)}: measured as each run that wrote them started; "
+          f"each row's floor uses its own run's rate ({about})"]
+
+
 def _environment_section(records: Sequence[Record], level: int) -> list[str]:
   env = fmt.newest(records).get("env") or {}
   lines = [f"{'#' * level} Environment", ""]
@@ -98,10 +122,7 @@ def _environment_section(records: Sequence[Record], level: int) -> list[str]:
   if env.get("cpu") is not None:
     cores = f" ({env['cpu_count']} cores)" if env.get("cpu_count") is not None else ""
     lines.append(f"- **CPU:** {fmt.escape(str(env['cpu']) + cores)}")
-  gemm = _records.number(env.get("gemm_gflops"))
-  if gemm is not None:
-    lines.append(f"- **GEMM rate:** {fmt.sig3(gemm)} GFLOP/s (the fastest of the runner's square "
-                 "float32 GEMMs; with each benchmark's GEMM work it gives the computed GEMM floor)")
+  lines += _gemm_rate_lines(records, _records.number(env.get("gemm_gflops")))
   if env.get("git_commit") is not None:
     lines.append(f"- **Commit:** `{fmt.escape(str(env['git_commit']))}`")
   statuses = fmt.group(records, lambda r: str(r.get("status", "unknown")))
