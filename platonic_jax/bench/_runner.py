@@ -66,19 +66,21 @@ def _is_oom(error: BaseException) -> bool:
   return isinstance(error, MemoryError) or any(m in str(error) for m in _OOM_MARKERS)
 
 
-def timed_call_count(first: float, *, repeats: int, min_time: float, time_budget: float) -> int:
-  """How many calls of `first` seconds each to time after a warm-up call of that length.
+def _calls_within_budget(call: float, time_budget: float) -> int:
+  """Timed calls of `call` seconds that fit in `time_budget` beside a warm-up call (at least 1)."""
+  return max(1, int(time_budget // max(call, 1e-9)) - 1)
 
-  At least `repeats`, more where that many calls would take under
-  `min_time` seconds (a median over 5 calls of 10 ms moves with every
-  hiccup of a shared host), and never more than fit in `time_budget` beside
-  the warm-up. `_measure` times `repeats` calls (or what fits) and then goes
-  on until their measured times add up to `min_time`; this count is that
-  rule for calls of a known length (the estimate before a run).
+
+def timed_call_count(call: float, *, repeats: int, min_time: float, time_budget: float) -> int:
+  """How many calls `_measure` times when every call takes `call` seconds (the estimate).
+
+  At least `repeats`, more where that many would take under `min_time`
+  seconds (a median over 5 calls of 10 ms moves with every hiccup of a
+  shared host), never more than fit in `time_budget` beside the warm-up.
+  `_measure` applies the same rule to the measured times.
   """
-  first = max(first, 1e-9)
-  wanted = max(repeats, math.ceil(min_time / first))
-  return max(1, min(wanted, int(time_budget // first) - 1))
+  wanted = max(repeats, math.ceil(min_time / max(call, 1e-9)))
+  return min(wanted, _calls_within_budget(call, time_budget))
 
 
 def _measure(impl: Implementation, params, inputs, *, repeats: int, min_time: float,
@@ -101,9 +103,9 @@ def _measure(impl: Implementation, params, inputs, *, repeats: int, min_time: fl
     # Too slow to repeat inside the budget: the warm-up run is the one sample.
     times = [first]
   else:
-    fit = timed_call_count(first, repeats=repeats, min_time=0.0, time_budget=time_budget)
-    times = _timing.timed_calls(fn, inputs, repeats=fit, warmup=0, min_time=min_time,
-                                max_calls=max(fit, int(time_budget // max(first, 1e-9)) - 1))
+    cap = _calls_within_budget(first, time_budget)
+    times = _timing.timed_calls(fn, inputs, repeats=min(repeats, cap), warmup=0,
+                                min_time=min_time, max_calls=cap)
   fields["peak_rss_bytes"] = _timing.peak_rss_bytes()
   memory = _timing.device_memory()
   # The allocator's peak cannot be reset: keep it only when this row raised it.

@@ -7,10 +7,10 @@ benchmarks/results/cpu.md, BUILD_NOTES "kNN on CPU"): ours takes 0.63x the
 computed GEMM floor at N = 16384, D = 1024 (two Grams at the machine's GEMM
 rate) and 0.85-1.01x at D = 256 from N = 16384; against FAISS IndexFlatIP in
 its fastest OpenBLAS setting it is 1.29-1.64x faster on every row, N = 1024
-to 131072 (on a loaded host the rows at N = 1024 and 4096 drop to
-1.1-1.2x: they move with the host's load more than FAISS does). The dense reference-style path and the torch reference run out
-of memory past N = 16384. All implementations give the same mutual_knn up to
-tie-breaking.
+to 131072 (on a loaded host the rows at N = 1024 and 4096 drop to 1.1-1.2x:
+they move with the host's load more than FAISS does). The dense
+reference-style path and the torch reference run out of memory past
+N = 16384. All implementations give the same mutual_knn up to tie-breaking.
 """
 
 from __future__ import annotations
