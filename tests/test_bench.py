@@ -301,14 +301,35 @@ def test_fast_rows_are_timed_for_min_time(tmp_path):
     assert sum(record["times_s"]) >= 0.2
 
 
-def test_timed_calls_go_on_until_min_time_up_to_max_calls():
+def test_a_slow_first_call_does_not_cut_min_time_short(tmp_path):
+  calls = []
+
+  def build(params):
+    def fn(x):
+      calls.append(None)
+      if len(calls) == 1:
+        time.sleep(0.05)  # the warm-up call, 5000x the others
+      return x
+    return fn
+
+  toy = _toy("test/slow_first", sizes={"small": [{"n": 8, "scale": 1.0}]},
+             implementations=[bench.Implementation("ours", build, jit=False)])
+  out = tmp_path / "r.jsonl"
+  bench.run_benchmarks([toy], preset="small", output=out, repeats=3, min_time=0.1,
+                       time_budget=2.0, gemm_gflops=1000.0, stream=_Stream())
+  (record,) = bench.load_records(out)
+  assert sum(record["times_s"]) >= 0.1, record["repeats"]
+
+
+def test_timed_calls_go_on_until_min_time_up_to_max_time():
   fn = lambda x: x + 1
   inputs = (jnp.zeros(()),)
   assert len(_timing.timed_calls(fn, inputs, repeats=3)) == 3
   times = _timing.timed_calls(fn, inputs, repeats=3, min_time=0.05)
   assert len(times) > 3 and sum(times) >= 0.05
-  assert len(_timing.timed_calls(fn, inputs, repeats=3, min_time=60.0, max_calls=7)) == 7
-  assert len(_timing.timed_calls(fn, inputs, repeats=5, min_time=60.0, max_calls=2)) == 5
+  times = _timing.timed_calls(fn, inputs, repeats=3, min_time=60.0, max_time=0.5)
+  assert len(times) > 3 and sum(times[:-1]) <= 0.5  # each call after the 3rd started within it
+  assert len(_timing.timed_calls(fn, inputs, repeats=5, min_time=60.0, max_time=0.0)) == 5
 
 
 def test_progress_eta_from_the_rows_measured_so_far():

@@ -105,7 +105,7 @@ def _measure(impl: Implementation, params, inputs, *, repeats: int, min_time: fl
   else:
     cap = _calls_within_budget(first, time_budget)
     times = _timing.timed_calls(fn, inputs, repeats=min(repeats, cap), warmup=0,
-                                min_time=min_time, max_calls=cap)
+                                min_time=min_time, max_time=time_budget - first)
   fields["peak_rss_bytes"] = _timing.peak_rss_bytes()
   memory = _timing.device_memory()
   # The allocator's peak cannot be reset: keep it only when this row raised it.

@@ -66,21 +66,26 @@ def gemm_gflops(size: int | None = None, repeats: int = 15) -> float:
 
 
 def timed_calls(fn: Callable[..., Any], inputs: Sequence[Any], *, repeats: int,
-                warmup: int = 1, min_time: float = 0.0, max_calls: int | None = None
+                warmup: int = 1, min_time: float = 0.0, max_time: float | None = None
                 ) -> list[float]:
   """Wall times of calls, each ended by `block_until_ready`, after warm-up.
 
   `repeats` calls, then more while their times add up to less than
-  `min_time` seconds, up to `max_calls` in all (no limit when None).
+  `min_time` seconds; past `repeats`, a call starts only when the times so
+  far plus one more like the last stay within `max_time` seconds (no limit
+  when None). The limit is in seconds, not calls, so that one slow call
+  (the first after compiling, a hiccup of the host) does not cut the rest.
   """
   for _ in range(warmup):
     jax.block_until_ready(fn(*inputs))
   times = []
-  while len(times) < repeats or (sum(times) < min_time
-                                 and (max_calls is None or len(times) < max_calls)):
+  elapsed = 0.0
+  while len(times) < repeats or (
+      elapsed < min_time and (max_time is None or elapsed + times[-1] <= max_time)):
     start = time.perf_counter()
     jax.block_until_ready(fn(*inputs))
     times.append(time.perf_counter() - start)
+    elapsed += times[-1]
   return times
 
 
