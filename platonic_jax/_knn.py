@@ -251,23 +251,25 @@ def masked_tile(q, db, row0, col0, n_valid: int, precision: str):
 
 
 def fold_tile(row_lists, col_lists, s, row0, col0, g: int, k: int, approx_recall, *,
-              columns: bool = True):
-  """Folds the tile `s` [r, c] into its rows' lists and (where `columns`) its columns' lists.
+              column_start: int = 0):
+  """Folds the tile `s` [r, c] into its rows' lists and its columns' lists.
 
   `row0`, `col0`: global indices of the tile's first row and column (multiples of g).
-  The column side reads `s` in groups of g rows without a transposed copy.
+  The column side (skipped when `col_lists` is None) covers the columns from
+  `column_start` on (a multiple of g), and reads `s` in groups of g rows
+  without a transposed copy.
   """
   r, c = s.shape
   by_rows = s.reshape(r, c // g, g)
   by_columns = s.reshape(r // g, g, c)  # column c's groups, read in place (no transposed copy)
 
-  def column_side(lists):
-    members = lambda chosen: _take(by_columns, chosen.T[:, None, :], axis=0).transpose(2, 0, 1)
-    return fold_groups(lists, by_columns.max(axis=1), members, row0 // g, k, approx_recall,
-                       groups_axis=0)
+  def column_members(chosen):  # [c - column_start, k] local groups
+    chosen = jnp.pad(chosen, ((column_start, 0), (0, 0))) if column_start else chosen
+    return _take(by_columns, chosen.T[:, None, :], axis=0).transpose(2, 0, 1)[column_start:]
 
-  if columns:
-    col_lists = column_side(col_lists)
+  if col_lists is not None:
+    col_lists = fold_groups(col_lists, by_columns.max(axis=1)[:, column_start:], column_members,
+                            row0 // g, k, approx_recall, groups_axis=0)
   members = lambda chosen: _take(by_rows, chosen[:, :, None], axis=1)
   row_lists = fold_groups(row_lists, by_rows.max(axis=2), members, col0 // g, k, approx_recall)
   return row_lists, col_lists
@@ -284,56 +286,60 @@ def _set_block(lists, i, new):
 _MIN_SPLIT_ROWS = 1024  # diagonal tiles split down to this (smaller GEMMs run slowly on CPU)
 
 
+def fold_diagonal(lists, block, row0, n_valid: int, k: int, precision: str, approx_recall):
+  """Folds the diagonal tile of `block` `[t, D]` (rows from `row0`) into its lists `[t, ...]`.
+
+  The tile is symmetric: while its halves keep `_MIN_SPLIT_ROWS` rows (and k
+  groups), the upper half's rows are multiplied by the whole block, one
+  `[t/2, t]` GEMM that serves the upper rows and, down its right half, the
+  lower rows; the lower half's own diagonal tile follows, recursively. 3/4 of
+  the tile's GEMM work per level, in two GEMMs (three square half tiles would
+  take three, each at a lower rate).
+  """
+  t = block.shape[0]
+  g = lists[2].shape[-1]
+  half = t // 2
+  if not (half >= _MIN_SPLIT_ROWS and half % g == 0 and half // g >= k):
+    s = masked_tile(block, block, row0, row0, n_valid, precision)
+    return fold_tile(lists, None, s, row0, row0, g, k, approx_recall)[0]
+  upper, lower = tuple(a[:half] for a in lists), tuple(a[half:] for a in lists)
+  s = masked_tile(block[:half], block, row0, row0, n_valid, precision)
+  upper, lower = fold_tile(upper, lower, s, row0, row0, g, k, approx_recall, column_start=half)
+  lower = fold_diagonal(lower, block[half:], row0 + half, n_valid, k, precision, approx_recall)
+  return tuple(jnp.concatenate(pair) for pair in zip(upper, lower))
+
+
 def symmetric_pass(lists, blocks, offset, n_valid: int, k: int, precision: str, approx_recall):
   """Folds every pair of row tiles of one block (`blocks` [T, tile, D], global rows from
   `offset`) into its group lists `[T, tile, ...]`, each unordered pair computed once:
   tile (i, j), i < j, serves tile i through its rows and tile j through its columns.
 
-  A diagonal tile (i, i) is symmetric too: while its halves keep `_MIN_SPLIT_ROWS`
-  rows (and k groups), it is computed as a symmetric pass over two half tiles,
-  3/4 of its GEMM work.
+  Column by column: tile j is sliced once, its column-side lists are carried
+  through the tiles (i, j), i < j, then merged into tile j's lists, and its
+  diagonal tile follows (`fold_diagonal`). Each step updates one tile's lists
+  in place and reads no other (a second update of the list array in a step
+  made XLA copy the whole array); no separate column-side array, no copy of
+  tile j per pair.
   """
-  num, tile, d = blocks.shape
+  num, tile, _ = blocks.shape
   g = lists[2].shape[-1]
-  rows_of_pairs, cols_of_pairs = _tiles.upper_tile_pairs(num)
-  off_diagonal = rows_of_pairs != cols_of_pairs
 
-  # Row-side and column-side results go to two list arrays, merged after the
-  # scan: each step then updates one block of each array from that block alone,
-  # which XLA does in place. With one array, the step's second update reads
-  # the array the first one wrote, and XLA copied the whole [T, tile, ...]
-  # carry twice per step (O(N) bytes per tile pair).
-  def pair_step(carry, pair):
-    row_side, column_side = carry
-    i, j = pair
-    s = masked_tile(blocks[i], blocks[j], offset + i * tile, offset + j * tile, n_valid, precision)
-    rows, cols = fold_tile(_block(row_side, i), _block(column_side, j), s, offset + i * tile,
-                           offset + j * tile, g, k, approx_recall)
-    return (_set_block(row_side, i, rows), _set_block(column_side, j, cols)), None
+  def column_block_step(lists, j):
+    column_block, col0 = blocks[j], offset + j * tile
 
-  if off_diagonal.any():
-    column_side = _as_tiles(empty_group_lists(num * tile, k, g), num)
-    (lists, column_side), _ = lax.scan(
-        pair_step, (lists, column_side),
-        (jnp.asarray(rows_of_pairs[off_diagonal]), jnp.asarray(cols_of_pairs[off_diagonal])))
-    lists = _as_tiles(merge_group_lists(_as_rows(lists), _as_rows(column_side), k), num)
-  half = tile // 2
+    def tile_step(i, carry):
+      lists, column_side = carry
+      s = masked_tile(blocks[i], column_block, offset + i * tile, col0, n_valid, precision)
+      rows, column_side = fold_tile(_block(lists, i), column_side, s, offset + i * tile, col0, g,
+                                    k, approx_recall)
+      return _set_block(lists, i, rows), column_side
 
-  if half >= _MIN_SPLIT_ROWS and half % g == 0 and half // g >= k:
-    def diagonal_step(lists, i):
-      halves = tuple(a.reshape((2, half) + a.shape[1:]) for a in _block(lists, i))
-      halves = symmetric_pass(halves, blocks[i].reshape(2, half, d), offset + i * tile, n_valid,
-                              k, precision, approx_recall)
-      return _set_block(lists, i, _as_rows(halves)), None
-  else:
-    def diagonal_step(lists, i):
-      row0 = offset + i * tile
-      s = masked_tile(blocks[i], blocks[i], row0, row0, n_valid, precision)
-      rows, _ = fold_tile(_block(lists, i), None, s, row0, row0, g, k, approx_recall,
-                          columns=False)
-      return _set_block(lists, i, rows), None
+    lists, column_side = lax.fori_loop(0, j, tile_step, (lists, empty_group_lists(tile, k, g)))
+    own = fold_diagonal(merge_group_lists(_block(lists, j), column_side, k), column_block, col0,
+                        n_valid, k, precision, approx_recall)
+    return _set_block(lists, j, own), None
 
-  lists, _ = lax.scan(diagonal_step, lists, jnp.arange(num))
+  lists, _ = lax.scan(column_block_step, lists, jnp.arange(num))
   return lists
 
 
@@ -352,9 +358,11 @@ def cross_pass(q_lists, db_lists, q_blocks, db_blocks, q_offset, db_offset, n_va
     i, j = pair
     s = masked_tile(q_blocks[i], db_blocks[j], q_offset + i * tile, db_offset + j * tile,
                     n_valid, precision)
-    rows, cols = fold_tile(_block(q_lists, i), _block(db_lists, j), s, q_offset + i * tile,
-                           db_offset + j * tile, g, k, approx_recall, columns=columns)
-    return (_set_block(q_lists, i, rows), _set_block(db_lists, j, cols)), None
+    rows, cols = fold_tile(_block(q_lists, i), _block(db_lists, j) if columns else None, s,
+                           q_offset + i * tile, db_offset + j * tile, g, k, approx_recall)
+    if columns:
+      db_lists = _set_block(db_lists, j, cols)
+    return (_set_block(q_lists, i, rows), db_lists), None
 
   (q_lists, db_lists), _ = lax.scan(step, (q_lists, db_lists),
                                     (jnp.asarray(rows_of_pairs), jnp.asarray(cols_of_pairs)))

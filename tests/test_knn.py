@@ -27,6 +27,18 @@ def test_duplicate_rows_are_neighbours_in_index_order(rng):
   np.testing.assert_array_equal(idx, reference.knn(x, 5))
 
 
+@pytest.mark.parametrize("n", [512, 470])
+def test_diagonal_tiles_split_recursively(rng, monkeypatch, n):
+  # Tile 512 split down to 64-row halves: three levels of [t/2, t] strips, each
+  # serving its upper rows and, down its right half, the lower ones; 470 pads.
+  from platonic_jax import _knn
+  monkeypatch.setattr(_knn, "_MIN_SPLIT_ROWS", 64)
+  x = rng.integers(-1, 2, size=(n, 4)).astype(np.float32)  # exact ties everywhere
+  np.testing.assert_array_equal(pj.knn(x, 3, tile_size=512), reference.knn(x, 3))
+  y = rng.standard_normal((n, 9)).astype(np.float32)
+  assert_same_neighbours(pj.knn(y, 3, tile_size=512), y, reference.knn(y, 3))
+
+
 @pytest.mark.parametrize("n,tile", [(33, 16), (100, 32), (161, 64), (16, 16), (17, 16)])
 def test_tiles_that_do_not_divide_n(rng, n, tile):
   x = rng.standard_normal((n, 7)).astype(np.float32)
