@@ -32,7 +32,7 @@ def test_diagonal_tiles_split_recursively(rng, monkeypatch, n):
   # Tile 512 split down to 64-row halves: three levels of [t/2, t] strips, each
   # serving its upper rows and, down its right half, the lower ones; 470 pads.
   from platonic_jax import _knn
-  monkeypatch.setattr(_knn, "_MIN_SPLIT_ROWS", 64)
+  monkeypatch.setattr(_knn, "min_split_rows", lambda: 64)
   x = rng.integers(-1, 2, size=(n, 4)).astype(np.float32)  # exact ties everywhere
   np.testing.assert_array_equal(pj.knn(x, 3, tile_size=512), reference.knn(x, 3))
   y = rng.standard_normal((n, 9)).astype(np.float32)
