@@ -3,12 +3,12 @@
   python scripts/bench.py --filter='knn/*' --sizes=small --output=/tmp/knn.jsonl
 
 Expected on the 2-core CPU (cpu preset; the published run in
-benchmarks/results/cpu.md, BUILD_NOTES "kNN on CPU"): ours takes 0.63x the
-computed GEMM floor at N = 16384, D = 1024 (two Grams at the machine's GEMM
-rate) and 0.85-1.01x at D = 256 from N = 16384; against FAISS IndexFlatIP in
-its fastest OpenBLAS setting it is 1.29-1.64x faster on every row, N = 1024
-to 131072 (on a loaded host the rows at N = 1024 and 4096 drop to 1.1-1.2x:
-they move with the host's load more than FAISS does). The dense
+benchmarks/results/cpu.md, BUILD_NOTES "kNN on CPU"): ours takes 0.63-0.69x
+the computed GEMM floor at N = 16384, D = 1024 (two Grams at the machine's
+GEMM rate) and 0.73-1.10x at D = 256 from N = 16384; against FAISS
+IndexFlatIP in its fastest OpenBLAS setting it is 1.4-1.7x faster from
+N = 4096 at D = 1024 and from N = 32768 at D = 256, and 1.1-1.3x at N = 1024
+and at 16384 x 256, the rows that move most with the host's load. The dense
 reference-style path and the torch reference run out of memory past
 N = 16384. All implementations give the same mutual_knn up to tie-breaking.
 """
