@@ -268,6 +268,7 @@ def fold_tile(row_lists, col_lists, s, row0, col0, g: int, k: int, approx_recall
     return _take(by_columns, chosen.T[:, None, :], axis=0).transpose(2, 0, 1)[column_start:]
 
   if col_lists is not None:
+    # The maxima of all c columns, then the slice: slicing the tile first would copy it.
     col_lists = fold_groups(col_lists, by_columns.max(axis=1)[:, column_start:], column_members,
                             row0 // g, k, approx_recall, groups_axis=0)
   members = lambda chosen: _take(by_rows, chosen[:, :, None], axis=1)
