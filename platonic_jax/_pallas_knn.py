@@ -2,8 +2,10 @@
 running top k on chip; no similarity tile ever reaches HBM.
 
 One program per block of `block_rows` query rows. It walks the column blocks
-in order, computes the `[block_rows, block_cols]` similarity tile with `dot`,
-masks the diagonal and the padding, and folds the tile into its rows' running
+in order, computes the `[block_rows, block_cols]` similarity tile with `dot`
+over slices of `block_depth` features (so that on a GPU only
+`[block_rows + block_cols, block_depth]` operands are on chip at a time, not
+whole rows of D = 1024), masks the diagonal and the padding, and folds the tile into its rows' running
 top k by k exact extractions over the union of the running list and the tile,
 ranked by (value desc, index asc): the same neighbours and tie-break as every
 other path. A tile whose every row maximum lies below the row's current k-th
@@ -11,8 +13,9 @@ value is skipped after the product (most tiles, once the lists have filled).
 
 Lowers through Triton on GPU; on CPU it runs in Pallas interpret mode (for
 tests; slow). It computes the full Gram (N^2 D multiply-adds, no symmetry:
-programs do not write each other's lists) and holds O(block_rows (k + D) +
-block_rows block_cols) on chip per program. Whether it beats the tiled XLA
+programs do not write each other's lists), holds O(block_rows k +
+(block_rows + block_cols) block_depth + block_rows block_cols) on chip per
+program, and reads O(N^2 D (1/block_rows + 1/block_cols)) from HBM. Whether it beats the tiled XLA
 path on a GPU has not been measured yet, so `knn(method='auto')` does not pick
 it; ask for it with `method='pallas'`.
 """
@@ -63,19 +66,25 @@ def _fold(best_v, best_i, s, cols, k: int):
 
 
 def _kernel(q_ref, x_ref, v_ref, i_ref, *, k: int, n_valid: int, block_cols: int,
-            precision, padded: int):
-  block_rows = q_ref.shape[0]
+            block_depth: int, precision, padded: int):
+  block_rows, depth = q_ref.shape
   row0 = pl.program_id(0) * block_rows
   rows = row0 + lax.broadcasted_iota(jnp.int32, (block_rows, 1), 0)
-  q = q_ref[...]
   kp = v_ref.shape[1]
 
   def column_block(c, carry):
     best_v, best_i = carry
-    col0 = c * block_cols
-    db = x_ref[pl.ds(col0, block_cols), :]
-    s = lax.dot_general(q, db, (((1,), (1,)), ((), ())), precision=precision,
-                        preferred_element_type=jnp.float32)
+    col0 = pl.multiple_of(c * block_cols, block_cols)
+
+    def depth_slice(t, s):
+      d0 = pl.multiple_of(t * block_depth, block_depth)
+      q = q_ref[:, pl.ds(d0, block_depth)]
+      db = x_ref[pl.ds(col0, block_cols), pl.ds(d0, block_depth)]
+      return s + lax.dot_general(q, db, (((1,), (1,)), ((), ())), precision=precision,
+                                 preferred_element_type=jnp.float32)
+
+    s = lax.fori_loop(0, depth // block_depth, depth_slice,
+                      jnp.zeros((block_rows, block_cols), jnp.float32))
     cols = col0 + lax.broadcasted_iota(jnp.int32, (1, block_cols), 1)
     s = jnp.where((cols < n_valid) & (cols != rows), s, _NEG_INF)
     # The k-th entry sorts last among the first k; a row needs the tile only if
@@ -93,9 +102,9 @@ def _kernel(q_ref, x_ref, v_ref, i_ref, *, k: int, n_valid: int, block_cols: int
 
 
 @functools.partial(jax.jit, static_argnames=("k", "precision", "block_rows", "block_cols",
-                                             "interpret"))
+                                             "block_depth", "interpret"))
 def self_knn_pallas(x, k: int, precision: str = "highest", block_rows: int = 64,
-                    block_cols: int = 64, interpret: bool | None = None):
+                    block_cols: int = 64, block_depth: int = 64, interpret: bool | None = None):
   """(similarities, indices) `[N, k]` of the k most similar other rows, fused.
 
   Args:
@@ -104,6 +113,10 @@ def self_knn_pallas(x, k: int, precision: str = "highest", block_rows: int = 64,
     precision: 'highest', 'default' or 'bfloat16' (bf16 inputs, float32
       accumulation), as in `knn`.
     block_rows, block_cols: the tile (powers of two, at least 16 for Triton).
+    block_depth: features per partial product (a power of two, at least 16;
+      capped at D rounded up to a power of two). Partial products add up in
+      float32, so the similarities may differ from the XLA paths' in the last
+      bits (indices only where two neighbours nearly tie).
     interpret: Pallas interpret mode; default on CPU, where no compiled
       lowering exists.
 
@@ -115,13 +128,16 @@ def self_knn_pallas(x, k: int, precision: str = "highest", block_rows: int = 64,
   n, d = x.shape
   step = max(block_rows, block_cols)
   padded = -(-n // step) * step
+  if block_depth < 1 or block_depth & (block_depth - 1):
+    raise ValueError(f"block_depth must be a power of two, got {block_depth}")
   dp = max(16, _next_power_of_two(d))  # Triton blocks are powers of two; zeros add nothing
+  block_depth = min(block_depth, dp)
   x = x.astype(jnp.bfloat16 if precision == "bfloat16" else jnp.float32)
   x = jnp.pad(x, ((0, padded - n), (0, dp - d)))
   kp = max(16, _next_power_of_two(k))
   lax_precision = lax.Precision.HIGHEST if precision == "highest" else lax.Precision.DEFAULT
   kernel = functools.partial(_kernel, k=k, n_valid=n, block_cols=block_cols,
-                             precision=lax_precision, padded=padded)
+                             block_depth=block_depth, precision=lax_precision, padded=padded)
   values, index = pl.pallas_call(
       kernel,
       grid=(padded // block_rows,),

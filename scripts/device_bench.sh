@@ -22,6 +22,10 @@ device=$(python3 -c "import jax; print(jax.devices()[0].device_kind.lower().repl
 timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_knn.py \
   tests/test_metrics_vs_reference.py tests/test_transforms.py > "$out_dir/device-check.log" 2>&1
 echo "device check exit status $? (log: $out_dir/device-check.log)"; tail -3 "$out_dir/device-check.log"
+# The fused Pallas kNN through Triton (interpret mode everywhere else).
+timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_knn_group_lists.py -k pallas \
+  >> "$out_dir/device-check.log" 2>&1
+echo "Pallas check exit status $?"; tail -1 "$out_dir/device-check.log"
 
 records="$out_dir/records-gpu-$device.jsonl"
 python3 scripts/bench.py --filter='knn/*,cka/*,cknna,zoo/*' --sizes=gpu --output="$records" \

@@ -234,6 +234,17 @@ def test_builtin_alignment_hooks_skip_the_gemm_only_rows():
     assert list(benchmark.alignment(0.5, params, "ours").values()) == [0.5]
 
 
+def test_pallas_row_matches_ours_and_is_not_timed_in_interpret_mode():
+  benchmark = bench.get_benchmark("knn/mutual")
+  impls = {impl.name: impl for impl in benchmark.implementations}
+  params = {"n": 96, "d": 24, "k": 5, "precision": "highest", "devices": 1}
+  assert "interpret mode" in impls["pallas"].unavailable(params)  # the tests run on CPU
+  a, b = benchmark.setup(params)
+  fused = float(impls["pallas"].build(params)(a, b))
+  assert fused == pytest.approx(float(impls["ours"].build(params)(a, b)), abs=1e-6)
+  assert 0.0 < fused < 1.0
+
+
 def test_run_prints_rows_and_estimate_first_and_names_implementations_on_resume(tmp_path):
   impls = [bench.Implementation("ours", lambda p: lambda x: jnp.sum(x),
                                 work_flops=lambda p: 2e9 * p["n"]),

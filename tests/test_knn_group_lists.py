@@ -159,6 +159,18 @@ def test_fused_pallas_kernel_in_interpret_mode(rng, n, k, d):
     from platonic_jax import _pallas_knn  # pylint: disable=import-outside-toplevel
     _, index = _pallas_knn.self_knn_pallas(x, k, block_rows=16, block_cols=32)
     np.testing.assert_array_equal(index, reference.knn(x, k))
+    # Partial products over feature slices of 16 (two for D = 20, padded to 32).
+    values, index = _pallas_knn.self_knn_pallas(x, k, block_rows=16, block_cols=32,
+                                                block_depth=16)
+    np.testing.assert_array_equal(index, reference.knn(x, k))
+    np.testing.assert_array_equal(values, np.take_along_axis(x @ x.T, index, axis=1))
+
+
+def test_pallas_feature_slices_must_be_a_power_of_two(rng):
+  from platonic_jax import _pallas_knn  # pylint: disable=import-outside-toplevel
+  with pytest.raises(ValueError, match=r"block_depth must be a power of two, got 24"):
+    _pallas_knn.self_knn_pallas(rng.standard_normal((20, 40)).astype(np.float32), 3,
+                                block_depth=24)
 
 
 def test_pallas_method_cannot_be_sharded(rng):

@@ -35,6 +35,19 @@ def _ours(params):
   return lambda a, b: pj.mutual_knn(a, b, params["k"], precision=params["precision"], mesh=mesh)
 
 
+def _pallas(params):
+  """mutual kNN over the fused Pallas search (`knn(method='pallas')`), to time it on GPUs."""
+  k, precision = params["k"], params["precision"]
+  return lambda a, b: pj.mutual_knn_from_indices(pj.knn(a, k, precision=precision, method="pallas"),
+                                                 pj.knn(b, k, precision=precision, method="pallas"))
+
+
+def _interpreted_on_cpu(params):
+  del params
+  return ("Pallas runs in interpret mode on CPU (for tests, not timing)"
+          if jax.default_backend() == "cpu" else None)
+
+
 def _dense_reference(params):
   def fn(a, b):
     ma = common.reference_style_mask(common.reference_style_knn(a, params["k"]))
@@ -90,6 +103,8 @@ register_benchmark(Benchmark(
     implementations=[
         Implementation("ours", _ours, unavailable=common.too_many_devices,
                        work_flops=lambda p: 2 * 0.5 * common.gram_flops(p)),
+        Implementation("pallas", _pallas, unavailable=_interpreted_on_cpu,
+                       work_flops=lambda p: 2 * common.gram_flops(p)),
         Implementation("dense_reference", _dense_reference,
                        memory_bytes=lambda p: 5 * common.F32 * _N2(p), work_flops=_sort_work),
         Implementation("numpy_f64", _numpy_f64, jit=False,
