@@ -5,8 +5,8 @@ One program per block of `block_rows` query rows. It walks the column blocks
 in order, computes the `[block_rows, block_cols]` similarity tile with `dot`
 over slices of `block_depth` features (so that on a GPU only
 `[block_rows + block_cols, block_depth]` operands are on chip at a time, not
-whole rows of D = 1024), masks the diagonal and the padding, and folds the tile into its rows' running
-top k by k exact extractions over the union of the running list and the tile,
+whole rows of D = 1024), masks the diagonal and the padding, and folds the
+tile into its rows' running top k by k exact extractions over the union of the running list and the tile,
 ranked by (value desc, index asc): the same neighbours and tie-break as every
 other path. A tile whose every row maximum lies below the row's current k-th
 value is skipped after the product (most tiles, once the lists have filled).
@@ -15,9 +15,9 @@ Lowers through Triton on GPU; on CPU it runs in Pallas interpret mode (for
 tests; slow). It computes the full Gram (N^2 D multiply-adds, no symmetry:
 programs do not write each other's lists), holds O(block_rows k +
 (block_rows + block_cols) block_depth + block_rows block_cols) on chip per
-program, and reads O(N^2 D (1/block_rows + 1/block_cols)) from HBM. Whether it beats the tiled XLA
-path on a GPU has not been measured yet, so `knn(method='auto')` does not pick
-it; ask for it with `method='pallas'`.
+program, and reads O(N^2 D (1/block_rows + 1/block_cols)) from HBM. Whether
+it beats the tiled XLA path on a GPU has not been measured yet, so
+`knn(method='auto')` does not pick it; ask for it with `method='pallas'`.
 """
 
 from __future__ import annotations
