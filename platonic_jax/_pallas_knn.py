@@ -6,9 +6,9 @@ in order, computes the `[block_rows, block_cols]` similarity tile with `dot`
 over slices of `block_depth` features (so that on a GPU only
 `[block_rows + block_cols, block_depth]` operands are on chip at a time, not
 whole rows of D = 1024), masks the diagonal and the padding, and folds the
-tile into its rows' running top k by k exact extractions over the union of the running list and the tile,
-ranked by (value desc, index asc): the same neighbours and tie-break as every
-other path. A tile whose every row maximum lies below the row's current k-th
+tile into its rows' running top k by k exact extractions over the union of
+the running list and the tile, ranked by (value desc, index asc): the same
+neighbours and tie-break as every other path. A tile whose every row maximum lies below the row's current k-th
 value is skipped after the product (most tiles, once the lists have filled).
 
 Lowers through Triton on GPU; on CPU it runs in Pallas interpret mode (for
