@@ -1,15 +1,16 @@
 """Fused self-kNN as one Pallas kernel: each tile is multiplied and folded into the
 running top k on chip; no similarity tile ever reaches HBM.
 
-One program per block of `block_rows` query rows. It walks the column blocks
-in order, computes the `[block_rows, block_cols]` similarity tile with `dot`
-over slices of `block_depth` features (so that on a GPU only
-`[block_rows + block_cols, block_depth]` operands are on chip at a time, not
-whole rows of D = 1024), masks the diagonal and the padding, and folds the
-tile into its rows' running top k by k exact extractions over the union of
-the running list and the tile, ranked by (value desc, index asc): the same
-neighbours and tie-break as every other path. A tile whose every row maximum lies below the row's current k-th
-value is skipped after the product (most tiles, once the lists have filled).
+One program per block of `block_rows` query rows. It walks the column blocks in
+order, computes the `[block_rows, block_cols]` similarity tile with `dot` over
+slices of `block_depth` features (so that on a GPU only `[block_rows +
+block_cols, block_depth]` operands are on chip at a time, not whole rows of D =
+1024), masks the diagonal and the padding, and folds the tile into its rows'
+running top k by k exact extractions over the union of the running list and the
+tile, ranked by (value desc, index asc): the same neighbours and tie-break as
+every other path. A tile whose every row maximum lies below the row's current
+k-th value is skipped after the product (most tiles, once the lists have
+filled).
 
 Lowers through Triton on GPU; on CPU it runs in Pallas interpret mode (for
 tests; slow). It computes the full Gram (N^2 D multiply-adds, no symmetry:
