@@ -129,8 +129,8 @@ def self_knn_pallas(x, k: int, precision: str = "highest", block_rows: int = 64,
   n, d = x.shape
   step = max(block_rows, block_cols)
   padded = -(-n // step) * step
-  if block_depth < 1 or block_depth & (block_depth - 1):
-    raise ValueError(f"block_depth must be a power of two, got {block_depth}")
+  if block_depth < 16 or block_depth & (block_depth - 1):
+    raise ValueError(f"block_depth must be a power of two of at least 16, got {block_depth}")
   dp = max(16, _next_power_of_two(d))  # Triton blocks are powers of two; zeros add nothing
   block_depth = min(block_depth, dp)
   x = x.astype(jnp.bfloat16 if precision == "bfloat16" else jnp.float32)

@@ -166,11 +166,13 @@ def test_fused_pallas_kernel_in_interpret_mode(rng, n, k, d):
     np.testing.assert_array_equal(values, np.take_along_axis(x @ x.T, index, axis=1))
 
 
-def test_pallas_feature_slices_must_be_a_power_of_two(rng):
+@pytest.mark.parametrize("block_depth", [24, 8, 0])
+def test_pallas_feature_slices_must_be_a_power_of_two_of_at_least_16(rng, block_depth):
   from platonic_jax import _pallas_knn  # pylint: disable=import-outside-toplevel
-  with pytest.raises(ValueError, match=r"block_depth must be a power of two, got 24"):
+  with pytest.raises(ValueError, match=rf"block_depth must be a power of two of at least 16, "
+                                       rf"got {block_depth}\b"):
     _pallas_knn.self_knn_pallas(rng.standard_normal((20, 40)).astype(np.float32), 3,
-                                block_depth=24)
+                                block_depth=block_depth)
 
 
 def test_pallas_method_cannot_be_sharded(rng):
