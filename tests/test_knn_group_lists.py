@@ -204,3 +204,28 @@ def test_finish_selects_by_value_then_global_index(rng):
                         for p in range(k) for m in range(g) if ids[r, p] >= 0)[:k]
     np.testing.assert_array_equal(values[r], [-v for v, _ in candidates])
     np.testing.assert_array_equal(index[r], [i for _, i in candidates])
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("k", [1, 10, 16, 20])
+def test_selection_by_position_ranks_value_then_position(rng, axis, k):
+  """k best of each row (axis 1) or column (axis 0) by (value desc, position asc), exact ties,
+  -inf candidates and a row without k finite values included; a NaN row gives NaN maxima."""
+  values = rng.integers(0, 4, (37, 40)).astype(np.float32)  # many ties
+  values[rng.random(values.shape) < 0.2] = -np.inf
+  values[5, 3:] = -np.inf  # three finite candidates only
+  values[7] = np.nan
+  values = values if axis == 1 else values.T
+  top, position = _knn.select_top_k_by_position(jnp.asarray(values), k, axis=axis)
+  top, position = np.asarray(top), np.asarray(position)
+  if axis == 0:
+    values, top, position = values.T, top.T, position.T
+  assert position.dtype == np.int32
+  for r, row in enumerate(values):
+    if r == 7:
+      assert np.isnan(top[r]).all()
+      continue
+    want = sorted(range(row.size), key=lambda p: (-row[p], p))[:k]
+    np.testing.assert_array_equal(top[r], row[want])
+    finite = np.isfinite(row[want])
+    np.testing.assert_array_equal(position[r][finite], np.asarray(want)[finite])
