@@ -3,7 +3,7 @@
   python scripts/bench.py --filter='cka/*' --sizes=small --output=/tmp/cka.jsonl
 
 Expected on the 2-core CPU (cpu preset): unbiased linear CKA at N = 1,000,000,
-D = 1024 in 1.13-1.23x the computed floor of its three D x D products (seven
+D = 1024 in 1.13-1.23x the computed floor of its three D x D products (eight
 published runs), level with or faster than those three plain products alone
 (`gemm_only`), since X'X and Y'Y use their symmetry (BUILD_NOTES "Linear CKA
 on CPU"); the reference-style dense path (N x N Grams and an O(N^3) product)

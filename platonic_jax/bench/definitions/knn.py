@@ -3,12 +3,12 @@
   python scripts/bench.py --filter='knn/*' --sizes=small --output=/tmp/knn.jsonl
 
 Expected on the 2-core CPU (cpu preset; the published run in
-benchmarks/results/cpu.md and the five before it, BUILD_NOTES "kNN on
+benchmarks/results/cpu.md and the six before it, BUILD_NOTES "kNN on
 CPU"): ours takes 0.61-0.71x the computed GEMM floor at N = 16384, D = 1024
 (two Grams at the machine's GEMM rate) and 0.72-1.15x at D = 256 from
 N = 16384; against FAISS IndexFlatIP in its fastest OpenBLAS setting it is
-1.3-1.9x faster from N = 4096 at D = 1024 and 1.5-1.8x from N = 65536 at
-D = 256, 1.1-1.75x at 16384 x 256 and 32768 x 256, and 0.97-1.46x at
+1.3-1.9x faster from N = 4096 at D = 1024 and 1.5-1.95x from N = 65536 at
+D = 256, 1.1-1.85x at 16384 x 256 and 32768 x 256, and 0.97-1.51x at
 N = 1024, the rows that move most with the host's state. The dense
 reference-style path and the torch reference run out of memory past
 N = 16384. All implementations give the same mutual_knn up to tie-breaking.
