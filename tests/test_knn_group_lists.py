@@ -210,7 +210,8 @@ def test_finish_selects_by_value_then_global_index(rng):
 @pytest.mark.parametrize("k", [1, 10, 16, 20])
 def test_selection_by_position_ranks_value_then_position(rng, axis, k):
   """k best of each row (axis 1) or column (axis 0) by (value desc, position asc), exact ties,
-  -inf candidates and a row without k finite values included; a NaN row gives NaN maxima."""
+  -inf candidates and a row without k finite values included; a NaN row gives NaN maxima
+  (and, by extraction, position int32 max)."""
   values = rng.integers(0, 4, (37, 40)).astype(np.float32)  # many ties
   values[rng.random(values.shape) < 0.2] = -np.inf
   values[5, 3:] = -np.inf  # three finite candidates only
@@ -224,6 +225,8 @@ def test_selection_by_position_ranks_value_then_position(rng, axis, k):
   for r, row in enumerate(values):
     if r == 7:
       assert np.isnan(top[r]).all()
+      if k <= 16:  # the extractions: no candidate at a NaN max
+        assert (position[r] == np.iinfo(np.int32).max).all()
       continue
     want = sorted(range(row.size), key=lambda p: (-row[p], p))[:k]
     np.testing.assert_array_equal(top[r], row[want])
