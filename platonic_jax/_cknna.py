@@ -152,7 +152,8 @@ def cknna(
   kernels are read off the neighbour lists and their similarities.
   """
   a, b = _validation.feature_pair(a, b)
-  a, k = _knn.check_knn_args(a, k, precision, name="a", min_k=2, tile_size=tile_size, mesh=mesh)
+  a, k = _knn.check_knn_args(a, k, precision, name="a", min_k=2, tile_size=tile_size, mesh=mesh,
+                             check_finite=False)
   if unbiased:
     _validation.min_samples(a.shape[0], 4, "The unbiased HSIC estimator")
   place = _mesh.placement([a, b], mesh, axis_name)

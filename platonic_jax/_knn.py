@@ -595,9 +595,14 @@ def knn_with_similarities(x, k: int, precision: str = "highest", method: str = "
 
 
 def check_knn_args(x: ArrayLike, k, precision: str, method: str = "auto", *, name: str = "x",
-                   min_k: int = 1, tile_size=None, mesh=None, approx_recall=None):
-  """Validates kNN arguments; returns (x as a float array, k)."""
-  x = _validation.features(x, name)
+                   min_k: int = 1, tile_size=None, mesh=None, approx_recall=None,
+                   check_finite: bool = True):
+  """Validates kNN arguments; returns (x as a float array, k).
+
+  `check_finite=False` skips the NaN/Inf pass for features already checked
+  (`_validation.feature_pair`).
+  """
+  x = _validation.features(x, name, check_finite=check_finite)
   k = _validation.neighbour_count(k, x.shape[0], minimum=min_k)
   _validation.choice(precision, PRECISIONS, "precision")
   _validation.choice(method, METHODS, "method")
@@ -703,8 +708,8 @@ def knn(
   and holds N^2 floats.
   """
   x, k = check_knn_args(x, k, precision, method, tile_size=tile_size, mesh=mesh,
-                        approx_recall=approx_recall)
-  _validation.reject_constant(x, "x")
+                        approx_recall=approx_recall, check_finite=False)
+  _validation.reject_bad_samples(x=x)
   place = _mesh.placement([x], mesh, axis_name, shard=method not in ("dense", "pallas"))
 
   def kernel(mesh, x):

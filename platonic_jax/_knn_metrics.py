@@ -103,10 +103,10 @@ def edit_distance_knn_kernel(knn_a: Int[ArrayLike, "n k"], knn_b: Int[ArrayLike,
 
 
 def _from_features(kernel, a, b, k, precision, tile_size, mesh, axis_name):
-  a, b = _validation.feature_pair(a, b)
-  a, k = _knn.check_knn_args(a, k, precision, name="a", tile_size=tile_size, mesh=mesh)
-  _validation.reject_constant(a, "a")
-  _validation.reject_constant(b, "b")
+  a, b = _validation.feature_pair(a, b, check_finite=False)
+  a, k = _knn.check_knn_args(a, k, precision, name="a", tile_size=tile_size, mesh=mesh,
+                             check_finite=False)
+  _validation.reject_bad_samples(a=a, b=b)
   place = _mesh.placement([a, b], mesh, axis_name)
 
   def score(mesh, a, b):

@@ -32,11 +32,18 @@ def is_concrete(x) -> bool:
 
 
 def all_finite(x) -> bool:
-  """Whether concrete `x` has no NaN/Inf; evaluated eagerly even while tracing."""
+  """Whether concrete `x` has no NaN/Inf; evaluated eagerly even while tracing.
+
+  One compiled pass for a `jax.Array` (`all_finite_traced`): 2x faster than
+  the two eager operations of `jnp.isfinite(x).all()` on CPU (0.29 against
+  0.51 ms at 1024 x 1024, 3.0 against 5.8 ms at 16384 x 1024).
+  """
+  if not jnp.issubdtype(x.dtype, jnp.inexact):
+    return True
   if isinstance(x, np.ndarray):
     return bool(np.isfinite(x).all())
   with jax.ensure_compile_time_eval():
-    return bool(jnp.isfinite(x).all())
+    return bool(_all_finite_compiled(x))
 
 
 def constant_over_samples(x: jax.Array) -> jax.Array:
@@ -52,10 +59,13 @@ def reject_constant(x: jax.Array, name: str) -> None:
   """Raises for concrete `x` whose rows are all equal: every similarity ties."""
   if is_concrete(x):
     with jax.ensure_compile_time_eval():
-      constant = bool(constant_over_samples(x))
+      constant = bool(_constant_compiled(x))
     if constant:
-      raise ValueError(
-          f"`{name}` is constant over samples (all rows equal): every pairwise similarity "
+      raise ValueError(_constant_message(name))
+
+
+def _constant_message(name: str) -> str:
+  return (f"`{name}` is constant over samples (all rows equal): every pairwise similarity "
           f"ties, so its nearest neighbours would be arbitrary.")
 
 
@@ -82,6 +92,40 @@ def all_finite_traced(x: jax.Array) -> jax.Array:
   `sum(x * 0)`, whose zero XLA:CPU materialises as a full-size array.
   """
   return jnp.isfinite(jnp.sum(x - x))
+
+
+_all_finite_compiled = jax.jit(all_finite_traced)
+_constant_compiled = jax.jit(constant_over_samples)
+
+
+@jax.jit
+def _sample_flags(*xs):
+  """bool `[2 len(xs)]`: (finite, constant over samples) of each array, in one program."""
+  return jnp.stack([flag for x in xs for flag in (all_finite_traced(x), constant_over_samples(x))])
+
+
+def reject_bad_samples(**named: jax.Array) -> None:
+  """Raises for concrete float features `[N, D]` holding NaN/Inf, then for any constant
+  over samples.
+
+  The arguments' names appear in the messages, checked in the order given
+  (every NaN/Inf check before the first constant one, as `features` then
+  `reject_constant` would). All concrete arrays are checked by one compiled
+  program and one transfer of its flags: at 1024 x 1024 the two inputs of a
+  pair metric took 1.9 ms as four separate checks. Traced arrays are skipped
+  (`finite_or_nan` and `nan_unless` handle them).
+  """
+  concrete = {name: x for name, x in named.items() if is_concrete(x)}
+  if not concrete:
+    return
+  with jax.ensure_compile_time_eval():
+    flags = np.asarray(_sample_flags(*concrete.values())).reshape(-1, 2)
+  for name, (finite, _) in zip(concrete, flags):
+    if not finite:
+      raise ValueError(f"`{name}` contains NaN or Inf values.")
+  for name, (_, constant) in zip(concrete, flags):
+    if constant:
+      raise ValueError(_constant_message(name))
 
 
 def finite_or_nan(value: jax.Array, **named_arrays) -> jax.Array:
@@ -154,10 +198,12 @@ def features(x: ArrayLike, name: str, *, check_finite: bool = True) -> jax.Array
   return jnp.asarray(x, dtype=jax.dtypes.canonicalize_dtype(dtype))
 
 
-def feature_pair(a: ArrayLike, b: ArrayLike) -> tuple[jax.Array, jax.Array]:
-  """Validates two feature matrices describing the same N samples."""
-  a = features(a, "a")
-  b = features(b, "b")
+def feature_pair(a: ArrayLike, b: ArrayLike, *, check_finite: bool = True
+                 ) -> tuple[jax.Array, jax.Array]:
+  """Validates two feature matrices describing the same N samples (values too, unless
+  `check_finite=False`: the caller checks them, e.g. with `reject_bad_samples`)."""
+  a = features(a, "a", check_finite=check_finite)
+  b = features(b, "b", check_finite=check_finite)
   if a.shape[0] != b.shape[0]:
     raise ValueError(
         f"`a` and `b` must have the same number of samples (rows): got N={a.shape[0]} for "

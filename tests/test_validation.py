@@ -210,3 +210,36 @@ def test_traced_finiteness_check(dtype):
   for bad in (jnp.nan, jnp.inf, -jnp.inf):
     assert not bool(check(big.at[3, 5].set(bad)))
   assert not bool(check(big.at[0, 0].set(jnp.inf).at[1, 1].set(-jnp.inf)))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
+def test_value_checks_name_the_argument_in_order(pair, dtype):
+  """One compiled pass checks both inputs (`reject_bad_samples`): every NaN/Inf before the
+  first constant input, in argument order, for jax and NumPy inputs of any float dtype."""
+  a, b = pair
+  const = np.ones_like(a)
+  nan_b = b.copy()
+  nan_b[5, 1] = np.nan
+  for wrap in (np.asarray, lambda x: jnp.asarray(x, dtype)):
+    with pytest.raises(ValueError, match=r"`b` contains NaN or Inf"):
+      pj.mutual_knn(wrap(const), wrap(nan_b), k=3)
+    with pytest.raises(ValueError, match=r"`a` contains NaN or Inf"):
+      pj.mutual_knn(wrap(nan_b), wrap(const), k=3)
+    with pytest.raises(ValueError, match=r"`a` is constant over samples"):
+      pj.mutual_knn(wrap(const), wrap(const), k=3)
+    with pytest.raises(ValueError, match=r"`b` is constant over samples"):
+      pj.cycle_knn(wrap(a), wrap(const[:, :2]), k=3)
+    with pytest.raises(ValueError, match=r"`x` contains NaN or Inf"):
+      pj.knn(wrap(nan_b), 3)
+    with pytest.raises(ValueError, match=r"`a` contains NaN or Inf"):
+      pj.cknna(wrap(nan_b), wrap(a), k=3)
+  assert 0.0 <= float(pj.mutual_knn(jnp.asarray(a, dtype), jnp.asarray(b, dtype), k=3)) <= 1.0
+
+
+def test_integer_features_skip_nothing(pair):
+  """Integer features are promoted, then checked for constant rows like any other."""
+  ints = np.ones((20, 3), np.int32)
+  with pytest.raises(ValueError, match=r"`x` is constant over samples"):
+    pj.knn(ints, 3)
+  varied = np.arange(60, dtype=np.int32).reshape(20, 3) % 7
+  assert pj.knn(varied, 3).shape == (20, 3)
