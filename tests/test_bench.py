@@ -75,6 +75,19 @@ def test_runner_records_every_row_with_statistics_and_environment(tmp_path):
     assert env["gemm_gflops"] == 100.0
 
 
+def test_cpu_description_names_family_model_and_vector_unit():
+  from platonic_jax.bench import _records
+  block = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+           "model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n")
+  second = block.replace("processor\t: 0", "processor\t: 1").replace("25", "26")
+  assert _records.cpu_description(block + "\n" + second) == "AMD EPYC (family 25 model 17, AVX-512)"
+  assert _records.cpu_description(block.replace(" avx512f avx512bw", "")) == (
+      "AMD EPYC (family 25 model 17, AVX2)")
+  arm = "processor\t: 0\nBogoMIPS\t: 50.00\nCPU implementer\t: 0x41\n"
+  assert _records.cpu_description(arm) is None
+  assert _records.cpu_description("model name\t: Some CPU\n") == "Some CPU"
+
+
 def test_output_is_not_overwritten_without_resume(tmp_path):
   out = tmp_path / "r.jsonl"
   bench.run_benchmarks([_toy("test/toy2")], preset="small", output=out, gemm_gflops=1.0)

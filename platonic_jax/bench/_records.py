@@ -265,12 +265,34 @@ class RecordWriter:
 
 def _cpu_model() -> str:
   try:
-    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
+    described = cpu_description(pathlib.Path("/proc/cpuinfo").read_text())
   except OSError:
-    pass
-  return platform.processor() or platform.machine()
+    described = None
+  return described or platform.processor() or platform.machine()
+
+
+def cpu_description(cpuinfo: str) -> str | None:
+  """The model name in `/proc/cpuinfo` text, with its x86 family, model and widest vector unit.
+
+  A virtual machine may report only 'AMD EPYC': family 25 (Zen 3/4) and 26
+  (Zen 5) differ 2.5x in float32 GEMM rate on the 2-core development machine,
+  so a page must say which one ran. None without a model name.
+  """
+  fields = {}
+  for line in cpuinfo.splitlines():
+    if not line.strip():
+      break  # the first processor's block describes them all
+    key, _, value = line.partition(":")
+    fields.setdefault(key.strip(), value.strip())
+  name = fields.get("model name")
+  if not name:
+    return None
+  flags = set(fields.get("flags", "").split())
+  details = [f"family {fields['cpu family']} model {fields['model']}"
+             if "cpu family" in fields and "model" in fields else None,
+             "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else None]
+  details = [d for d in details if d]
+  return f"{name} ({', '.join(details)})" if details else name
 
 
 def _git_commit() -> str | None:
