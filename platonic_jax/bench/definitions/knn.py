@@ -9,9 +9,11 @@ CPU"): ours takes 0.61-0.71x the computed GEMM floor at N = 16384, D = 1024
 N = 16384; against FAISS IndexFlatIP in its fastest OpenBLAS setting it is
 1.3-1.9x faster from N = 4096 at D = 1024 and 1.5-1.95x from N = 65536 at
 D = 256, 1.1-1.85x at 16384 x 256 and 32768 x 256, and 0.97-1.51x at
-N = 1024, the rows that move most with the host's state. The dense
-reference-style path and the torch reference run out of memory past
-N = 16384. All implementations give the same mutual_knn up to tie-breaking.
+N = 1024, the rows that move most with the host's state. On a 2-core
+EPYC of x86 family 25 (benchmarks/results/cpu-family25-knn.md, GEMMs 2.5x
+slower): 1.42-2.06x FAISS on every row, 0.54-0.61x the floor at
+16384 x 1024. The dense reference-style path and the torch reference run
+out of memory past N = 16384. All implementations give the same mutual_knn up to tie-breaking.
 """
 
 from __future__ import annotations
