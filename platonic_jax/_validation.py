@@ -64,6 +64,10 @@ def reject_constant(x: jax.Array, name: str) -> None:
       raise ValueError(_constant_message(name))
 
 
+def _non_finite_message(name: str) -> str:
+  return f"`{name}` contains NaN or Inf values."
+
+
 def _constant_message(name: str) -> str:
   return (f"`{name}` is constant over samples (all rows equal): every pairwise similarity "
           f"ties, so its nearest neighbours would be arbitrary.")
@@ -122,7 +126,7 @@ def reject_bad_samples(**named: jax.Array) -> None:
     flags = np.asarray(_sample_flags(*concrete.values())).reshape(-1, 2)
   for name, (finite, _) in zip(concrete, flags):
     if not finite:
-      raise ValueError(f"`{name}` contains NaN or Inf values.")
+      raise ValueError(_non_finite_message(name))
   for name, (_, constant) in zip(concrete, flags):
     if constant:
       raise ValueError(_constant_message(name))
@@ -132,7 +136,7 @@ def finite_or_nan(value: jax.Array, **named_arrays) -> jax.Array:
   """`value`, or NaN when a traced input holds NaN/Inf (concrete inputs were checked eagerly)."""
   traced = {name: x for name, x in named_arrays.items() if not is_concrete(x)}
   for name, x in traced.items():
-    value = nan_unless(all_finite_traced(x), value, f"`{name}` contains NaN or Inf values.")
+    value = nan_unless(all_finite_traced(x), value, _non_finite_message(name))
   return value
 
 
@@ -194,7 +198,7 @@ def features(x: ArrayLike, name: str, *, check_finite: bool = True) -> jax.Array
   if x.shape[0] == 0 or x.shape[1] == 0:
     raise ValueError(f"`{name}` is empty: shape {tuple(x.shape)}; need N >= 1 and D >= 1.")
   if check_finite and is_concrete(x) and not all_finite(x):
-      raise ValueError(f"`{name}` contains NaN or Inf values.")
+      raise ValueError(_non_finite_message(name))
   return jnp.asarray(x, dtype=jax.dtypes.canonicalize_dtype(dtype))
 
 

@@ -13,7 +13,8 @@ N = 1024, the rows that move most with the host's state. On a 2-core
 EPYC of x86 family 25 (benchmarks/results/cpu-family25-knn.md, GEMMs 2.5x
 slower): 1.42-2.06x FAISS on every row, 0.54-0.61x the floor at
 16384 x 1024. The dense reference-style path and the torch reference run
-out of memory past N = 16384. All implementations give the same mutual_knn up to tie-breaking.
+out of memory past N = 16384. All implementations give the same mutual_knn
+up to tie-breaking.
 """
 
 from __future__ import annotations
