@@ -12,13 +12,17 @@ every other path. A tile whose every row maximum lies below the row's current
 k-th value is skipped after the product (most tiles, once the lists have
 filled).
 
-Lowers through Triton on GPU; on CPU it runs in Pallas interpret mode (for
-tests; slow). It computes the full Gram (N^2 D multiply-adds, no symmetry:
-programs do not write each other's lists), holds O(block_rows k +
-(block_rows + block_cols) block_depth + block_rows block_cols) on chip per
-program, and reads O(N^2 D (1/block_rows + 1/block_cols)) from HBM. Whether
-it beats the tiled XLA path on a GPU has not been measured yet, so
-`knn(method='auto')` does not pick it; ask for it with `method='pallas'`.
+Lowers through Triton on GPU, asked for explicitly: since jax 0.10 a GPU
+`pallas_call` without Triton parameters goes to Mosaic GPU, which would stage
+the whole `[N, D]` operand in shared memory and fail. On CPU it runs in Pallas
+interpret mode (for tests; slow). There is no TPU lowering.
+
+It computes the full Gram (N^2 D multiply-adds, no symmetry: programs do not
+write each other's lists), holds O(block_rows k + (block_rows + block_cols)
+block_depth + block_rows block_cols) on chip per program, and reads
+O(N^2 D (1/block_rows + 1/block_cols)) from HBM. Whether it beats the tiled
+XLA path on a GPU has not been measured yet, so `knn(method='auto')` does not
+pick it; ask for it with `method='pallas'`.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plt
 
 _NEG_INF = float("-inf")
 _NO_INDEX = jnp.iinfo(jnp.int32).max
@@ -126,6 +131,9 @@ def self_knn_pallas(x, k: int, precision: str = "highest", block_rows: int = 64,
   """
   if interpret is None:
     interpret = jax.default_backend() == "cpu"
+  if not interpret and jax.default_backend() == "tpu":
+    raise ValueError("method='pallas' lowers through Triton, for GPUs; on TPU use 'auto' or "
+                     "'tiled'.")
   n, d = x.shape
   step = max(block_rows, block_cols)
   padded = -(-n // step) * step
@@ -149,5 +157,6 @@ def self_knn_pallas(x, k: int, precision: str = "highest", block_rows: int = 64,
       out_shape=[jax.ShapeDtypeStruct((padded, kp), jnp.float32),
                  jax.ShapeDtypeStruct((padded, kp), jnp.int32)],
       interpret=interpret,
+      compiler_params=plt.CompilerParams(),  # Triton, at its default warps and stages
   )(x, x)
   return values[:n, :k], index[:n, :k]

@@ -5,6 +5,8 @@ duplicate rows, k near N (few groups, g = 1), padding rows and sentinel
 groups, small N (two half tiles), and rings of odd and even device counts.
 """
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -164,6 +166,26 @@ def test_fused_pallas_kernel_in_interpret_mode(rng, n, k, d):
                                                 block_depth=16)
     np.testing.assert_array_equal(index, reference.knn(x, k))
     np.testing.assert_array_equal(values, np.take_along_axis(x @ x.T, index, axis=1))
+
+
+@pytest.mark.parametrize("n,d,precision", [(1500, 300, "highest"), (37, 5, "default"),
+                                            (1_000_000, 1024, "bfloat16")])
+def test_pallas_kernel_lowers_to_triton_for_cuda(n, d, precision):
+  # Lowered on any host, no GPU needed: the kernel must go to Triton. A GPU
+  # pallas_call left to its default goes to Mosaic GPU, which stages the whole
+  # [N, D] operand in shared memory and fails to lower.
+  from platonic_jax import _pallas_knn  # pylint: disable=import-outside-toplevel
+  search = jax.jit(lambda x: _pallas_knn.self_knn_pallas(x, 10, precision, interpret=False))
+  lowered = search.trace(jax.ShapeDtypeStruct((n, d), jnp.float32)).lower(
+      lowering_platforms=("cuda",)).as_text()
+  assert re.findall(r"custom_call @(\S+)\(", lowered) == ["__gpu$xla.gpu.triton"]
+
+
+def test_pallas_kernel_names_the_way_out_on_tpu(rng, monkeypatch):
+  from platonic_jax import _pallas_knn  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+  with pytest.raises(ValueError, match=r"lowers through Triton, for GPUs; on TPU use 'auto'"):
+    _pallas_knn.self_knn_pallas(rng.standard_normal((19, 7)).astype(np.float32), 3)  # fresh trace
 
 
 @pytest.mark.parametrize("block_depth", [24, 8, 0])
