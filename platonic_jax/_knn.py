@@ -302,12 +302,13 @@ def _set_block(lists, i, new):
   return tuple(lax.dynamic_update_index_in_dim(a, b, i, 0) for a, b in zip(lists, new))
 
 
-def min_split_rows() -> int:
-  """Rows each half of a diagonal tile keeps at least when `fold_diagonal` splits it.
+def diagonal_step_rows() -> int:
+  """Rows per step of `fold_diagonal`'s staircase.
 
-  512 on CPU: splitting down to 512 rather than 1024 was 1.05x faster at
-  N = 4096, D = 1024 (same indices), level at 16384. 1024 elsewhere
-  (unmeasured: smaller GEMMs underuse an accelerator).
+  512 on CPU: at 2048-row tiles, steps of 512 folded a diagonal tile 1.10x
+  faster (D = 1024) than halving it recursively down to 512 rows, steps of
+  256 0.81x. 1024 elsewhere (unmeasured: smaller GEMMs underuse an
+  accelerator).
   """
   return 512 if jax.default_backend() == "cpu" else 1024
 
@@ -315,24 +316,31 @@ def min_split_rows() -> int:
 def fold_diagonal(lists, block, row0, n_valid: int, k: int, precision: str, approx_recall):
   """Folds the diagonal tile of `block` `[t, D]` (rows from `row0`) into its lists `[t, ...]`.
 
-  The tile is symmetric: while its halves keep `min_split_rows()` rows (and k
-  groups), the upper half's rows are multiplied by the whole block, one
-  `[t/2, t]` GEMM that serves the upper rows and, down its right half, the
-  lower rows; the lower half's own diagonal tile follows, recursively. 3/4 of
-  the tile's GEMM work per level, in two GEMMs (three square half tiles would
-  take three, each at a lower rate).
+  The tile is symmetric, so it runs as a staircase of steps of h =
+  `diagonal_step_rows()` rows (the last takes the remainder too; h must hold
+  k groups): step i multiplies its rows by the block's rows from i h on, one
+  `[h, t - i h]` GEMM that serves step i's rows and, right of its own square,
+  the rows of the later steps as columns. (t + h) / (2t) of the tile's GEMM
+  work where h divides t: 5/8 for four steps (halving recursively down to the
+  same h did 11/16).
   """
   t = block.shape[0]
   g = lists[2].shape[-1]
-  half = t // 2
-  if not (half >= min_split_rows() and half % g == 0 and half // g >= k):
+  h = diagonal_step_rows()
+  if not (t >= 2 * h and h % g == 0 and h // g >= k):
     s = masked_tile(block, block, row0, row0, n_valid, precision)
     return fold_tile(lists, None, s, row0, row0, g, k, approx_recall)[0]
-  upper, lower = tuple(a[:half] for a in lists), tuple(a[half:] for a in lists)
-  s = masked_tile(block[:half], block, row0, row0, n_valid, precision)
-  upper, lower = fold_tile(upper, lower, s, row0, row0, g, k, approx_recall, column_start=half)
-  lower = fold_diagonal(lower, block[half:], row0 + half, n_valid, k, precision, approx_recall)
-  return tuple(jnp.concatenate(pair) for pair in zip(upper, lower))
+  last = (t // h - 1) * h  # the last step takes the remainder rows too
+  done, rest = [], lists
+  for first in range(0, last, h):
+    s = masked_tile(block[first:first + h], block[first:], row0 + first, row0 + first, n_valid,
+                    precision)
+    step, rest = fold_tile(tuple(a[:h] for a in rest), tuple(a[h:] for a in rest), s,
+                           row0 + first, row0 + first, g, k, approx_recall, column_start=h)
+    done.append(step)
+  s = masked_tile(block[last:], block[last:], row0 + last, row0 + last, n_valid, precision)
+  done.append(fold_tile(rest, None, s, row0 + last, row0 + last, g, k, approx_recall)[0])
+  return tuple(jnp.concatenate(parts) for parts in zip(*done))
 
 
 def symmetric_pass(blocks, offset, n_valid: int, k: int, g: int, precision: str, approx_recall):

@@ -28,11 +28,12 @@ def test_duplicate_rows_are_neighbours_in_index_order(rng):
 
 
 @pytest.mark.parametrize("n", [512, 470])
-def test_diagonal_tiles_split_recursively(rng, monkeypatch, n):
-  # Tile 512 split down to 64-row halves: three levels of [t/2, t] strips, each
-  # serving its upper rows and, down its right half, the lower ones; 470 pads.
+def test_diagonal_tiles_run_as_a_staircase(rng, monkeypatch, n):
+  # Tile 512 in eight steps of 64 rows: step i's [64, 512 - 64 i] strip serves its
+  # own rows and, right of its square, the later steps' rows. N = 470 gets one
+  # 480-row tile: six steps of 64 and a last one of 96 (the remainder), with padding.
   from platonic_jax import _knn
-  monkeypatch.setattr(_knn, "min_split_rows", lambda: 64)
+  monkeypatch.setattr(_knn, "diagonal_step_rows", lambda: 64)
   x = rng.integers(-1, 2, size=(n, 4)).astype(np.float32)  # exact ties everywhere
   np.testing.assert_array_equal(pj.knn(x, 3, tile_size=512), reference.knn(x, 3))
   y = rng.standard_normal((n, 9)).astype(np.float32)

@@ -204,7 +204,7 @@ def test_pallas_method_cannot_be_sharded(rng):
 
 
 def test_split_diagonal_tiles_keep_ties_exact(rng):
-  # 2048-row tiles: each diagonal tile runs as a symmetric pass over two 1024-row halves.
+  # 2048-row tiles: each diagonal tile runs as a staircase of 512-row steps (1024 off CPU).
   x = rng.integers(-1, 2, size=(2100, 3)).astype(np.float32)
   np.testing.assert_array_equal(pj.knn(x, 10, tile_size=2048), pj.knn(x, 10, method="dense"))
 
