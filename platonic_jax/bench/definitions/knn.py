@@ -12,7 +12,8 @@ D = 256, 1.1-1.85x at 16384 x 256 and 32768 x 256, and 0.97-1.51x at
 N = 1024, the rows that move most with the host's state. On a 2-core
 EPYC of x86 family 25 (benchmarks/results/cpu-family25-knn.md, GEMMs 2.5x
 slower): 1.42-2.06x FAISS on every row, 0.54-0.61x the floor at
-16384 x 1024. The dense reference-style path and the torch reference run
+16384 x 1024 in three runs (the published one, at c76925a: 1.50-2.01x,
+0.601x). The dense reference-style path and the torch reference run
 out of memory past N = 16384. All implementations give the same mutual_knn
 up to tie-breaking.
 """
