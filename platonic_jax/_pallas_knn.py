@@ -15,7 +15,9 @@ filled).
 Lowers through Triton on GPU, asked for explicitly: since jax 0.10 a GPU
 `pallas_call` without Triton parameters goes to Mosaic GPU, which would stage
 the whole `[N, D]` operand in shared memory and fail. On CPU it runs in Pallas
-interpret mode (for tests; slow). There is no TPU lowering.
+interpret mode (for tests; slow). There is no TPU lowering. jax 0.11
+deprecates the Triton backend in favour of Mosaic GPU; a Mosaic GPU version
+would have to stage the column blocks through shared memory itself.
 
 It computes the full Gram (N^2 D multiply-adds, no symmetry: programs do not
 write each other's lists), holds O(block_rows k + (block_rows + block_cols)
@@ -33,7 +35,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
-from jax.experimental.pallas import triton as plt
 
 _NEG_INF = float("-inf")
 _NO_INDEX = jnp.iinfo(jnp.int32).max
@@ -131,9 +132,15 @@ def self_knn_pallas(x, k: int, precision: str = "highest", block_rows: int = 64,
   """
   if interpret is None:
     interpret = jax.default_backend() == "cpu"
-  if not interpret and jax.default_backend() == "tpu":
-    raise ValueError("method='pallas' lowers through Triton, for GPUs; on TPU use 'auto' or "
-                     "'tiled'.")
+  compiler_params = None
+  if not interpret:
+    if jax.default_backend() == "tpu":
+      raise ValueError("method='pallas' lowers through Triton, for GPUs; on TPU use 'auto' or "
+                       "'tiled'.")
+    # Imported here, not with the module: jax 0.11 deprecates Pallas's Triton backend,
+    # and only this compiled path needs it. Default warps and stages.
+    from jax.experimental.pallas import triton as pallas_triton  # pylint: disable=import-outside-toplevel
+    compiler_params = pallas_triton.CompilerParams()
   n, d = x.shape
   step = max(block_rows, block_cols)
   padded = -(-n // step) * step
@@ -157,6 +164,6 @@ def self_knn_pallas(x, k: int, precision: str = "highest", block_rows: int = 64,
       out_shape=[jax.ShapeDtypeStruct((padded, kp), jnp.float32),
                  jax.ShapeDtypeStruct((padded, kp), jnp.int32)],
       interpret=interpret,
-      compiler_params=plt.CompilerParams(),  # Triton, at its default warps and stages
+      compiler_params=compiler_params,
   )(x, x)
   return values[:n, :k], index[:n, :k]
